@@ -1,0 +1,39 @@
+"""The ``kws`` command line. Each command lives in its own module, which adds its
+subparser through ``register(subparsers)``; this module only dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from kws.errors import KwsError
+
+# Modules that provide commands. They must import quickly (no TensorFlow at import).
+COMMAND_MODULES = ("kws.synth", "kws.data.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kws", description="Keyword-spotting compression pathways benchmark."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KwsError as exc:
+        print(f"kws {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"kws {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Training-time augmentation of the reference recipes (TensorFlow speech_commands
+``input_data.py``, used by the Arm ML-zoo): a random time shift of the foreground and
+background noise mixed in at a random volume.
+
+It returns the shifted foreground and the scaled background separately, because the
+recipes add the background at different points of their front-ends (``mlperf-tiny``
+after peak normalisation, ``arm`` before clipping to [-1, 1]); the front-end adds it.
+Augmentation is for training only: evaluation splits are never augmented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kws.data.wav import CLIP_SAMPLES, SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The Arm recipe's defaults: noise volume up to 0.1 on 80% of clips, shift +-100 ms."""
+
+    background_volume: float = 0.1
+    background_frequency: float = 0.8
+    time_shift_ms: float = 100.0
+
+    def __post_init__(self):
+        if not 0 <= self.background_volume <= 1:
+            raise ValueError(f"background_volume must be in [0, 1], got {self.background_volume}")
+        if not 0 <= self.background_frequency <= 1:
+            raise ValueError(
+                f"background_frequency must be in [0, 1], got {self.background_frequency}"
+            )
+        if not 0 <= self.time_shift_ms < 1000 * CLIP_SAMPLES / SAMPLE_RATE:
+            raise ValueError(f"time_shift_ms must be in [0, 1000), got {self.time_shift_ms}")
+
+    @property
+    def time_shift_samples(self) -> int:
+        return int(self.time_shift_ms * SAMPLE_RATE / 1000)
+
+
+def time_shift(waveforms: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Shift each row right by ``shifts[i]`` samples (left when negative), zero-filled."""
+    n = waveforms.shape[1]
+    src = np.arange(n)[None, :] - shifts[:, None]
+    valid = (src >= 0) & (src < n)
+    rows = np.arange(len(waveforms))[:, None]
+    return np.where(valid, waveforms[rows, np.clip(src, 0, n - 1)], 0).astype(waveforms.dtype)
+
+
+def augment(
+    waveforms: np.ndarray,
+    is_silence: np.ndarray,
+    noise: list[np.ndarray],
+    aug: Augmentation,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Augment one batch of training clips.
+
+    ``waveforms``: int16 ``[N, 16000]``; ``is_silence``: bool ``[N]`` (silence always gets
+    noise, at a volume in [0, 1]); ``noise``: float32 recordings in [-1, 1]. Returns the
+    shifted foreground and the background, both float32 ``[N, 16000]`` in [-1, 1] units.
+    """
+    n, length = waveforms.shape
+    foreground = waveforms.astype(np.float32) / 32768.0
+    limit = aug.time_shift_samples
+    shifts = rng.integers(-limit, limit + 1, size=n) if limit else np.zeros(n, int)
+    foreground = time_shift(foreground, shifts)
+    background = np.zeros((n, length), np.float32)
+    if not noise:
+        return foreground, background
+    which = rng.integers(len(noise), size=n)
+    starts = rng.random(n)
+    mixed = rng.random(n) < aug.background_frequency
+    volumes = np.where(is_silence, rng.uniform(0, 1, n), rng.uniform(0, aug.background_volume, n))
+    volumes = np.where(is_silence | mixed, volumes, 0.0).astype(np.float32)
+    for i in np.flatnonzero(volumes):
+        rec = noise[which[i]]
+        start = int(starts[i] * (len(rec) - length + 1))
+        background[i] = rec[start : start + length] * volumes[i]
+    return foreground, background

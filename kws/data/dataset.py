@@ -1,0 +1,369 @@
+"""Speech Commands v0.02 in either of its two layouts, mapped to the 12-label task.
+
+- The training archive: one folder per word, ``_background_noise_/``, and
+  ``validation_list.txt`` / ``testing_list.txt`` (when the lists are absent the split is
+  the reference hash, :func:`kws.data.split.which_split`). ``_unknown_`` is sampled from
+  every non-keyword word and ``_silence_`` is generated, each a percentage of the split,
+  as in the reference ``input_data.py``.
+- The canonical test set: twelve label folders, real ``_silence_`` clips and
+  ``_unknown_`` files named ``<word>_<speaker>_nohash_<n>.wav``; every clip is ``testing``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from kws.data.split import speaker_of, which_split
+from kws.data.wav import CLIP_SAMPLES, SAMPLE_RATE, read_wav
+from kws.errors import BadAudioError, DatasetError
+from kws.progress import progress
+
+KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SILENCE = "_silence_"
+UNKNOWN = "_unknown_"
+BACKGROUND_DIR = "_background_noise_"
+# The two label orders in the sources; an external model's order is always a parameter.
+ARM_LABELS = (SILENCE, UNKNOWN, *KEYWORDS)
+MLPERF_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", SILENCE, UNKNOWN)
+SPLITS = ("training", "validation", "testing")
+_LIST_FILES = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
+_WAV_SUFFIX = ".wav"
+
+
+class Layout(enum.Enum):
+    TRAINING_ARCHIVE = "training-archive"
+    TEST_SET = "test-set"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a folder of word clips becomes a labelled dataset."""
+
+    wanted_words: tuple[str, ...] = KEYWORDS
+    labels: tuple[str, ...] = ARM_LABELS
+    silence_pct: float = 10.0
+    unknown_pct: float = 10.0
+    validation_pct: float = 10.0
+    testing_pct: float = 10.0
+    # Background noise for silence and augmentation; default: the dataset's own folder.
+    noise_dir: Path | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "wanted_words", tuple(self.wanted_words))
+        object.__setattr__(self, "labels", tuple(self.labels))
+        if not self.wanted_words:
+            raise ValueError("wanted_words must name at least one word")
+        expected = set(self.wanted_words) | {SILENCE, UNKNOWN}
+        if len(self.labels) != len(set(self.labels)) or set(self.labels) != expected:
+            raise ValueError(
+                f"labels {list(self.labels)} must list each of {sorted(expected)} exactly once"
+            )
+        for name in ("silence_pct", "unknown_pct", "validation_pct", "testing_pct"):
+            value = getattr(self, name)
+            if not 0 <= value <= 100:
+                raise ValueError(f"{name} must be in [0, 100], got {value}")
+        if self.validation_pct + self.testing_pct >= 100:
+            raise ValueError("validation_pct + testing_pct must leave some training data")
+
+    def label_index(self, label: str) -> int:
+        return self.labels.index(label)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One example. ``path`` is ``None`` for a generated ``_silence_`` clip."""
+
+    path: Path | None
+    label: str
+    word: str
+    speaker: str | None
+    split: str
+
+
+@dataclass
+class DatasetInfo:
+    root: Path
+    layout: Layout
+    split_source: str
+    counts: dict[str, Counter] = field(default_factory=dict)  # split -> label -> clips
+    speakers: dict[str, set] = field(default_factory=dict)  # split -> speaker ids
+    duration_s: float = 0.0
+    files_read: int = 0
+    sample_rates: Counter = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+
+def detect_layout(root: Path | str) -> Layout:
+    """The test-set layout has ``_silence_``/``_unknown_`` folders; the archive has neither."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"data folder {root} does not exist")
+    if (root / SILENCE).is_dir() or (root / UNKNOWN).is_dir():
+        return Layout.TEST_SET
+    return Layout.TRAINING_ARCHIVE
+
+
+def _wavs(folder: Path) -> list[Path]:
+    # The test set names some unknown files ``*.wav.wav``; both end in ``.wav``.
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WAV_SUFFIX))
+
+
+class SpeechCommands:
+    """A Speech Commands folder in either layout (detected), as labelled clip lists.
+
+    ``skip_bad=True`` skips unreadable clips when loading audio and counts them in
+    :attr:`skipped` instead of raising.
+    """
+
+    def __init__(self, root: Path | str, config: DataConfig = DataConfig(), *, skip_bad: bool = False):
+        self.root = Path(root)
+        self.config = config
+        self.skip_bad = skip_bad
+        self.layout = detect_layout(self.root)
+        self.skipped: list[BadAudioError] = []
+        self._check_label_folders()
+
+    # ----- clip lists -------------------------------------------------------------
+    def _word_folders(self) -> list[Path]:
+        return sorted(
+            p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+        )
+
+    def _check_label_folders(self) -> None:
+        if self.layout is Layout.TEST_SET:
+            required = [*self.config.wanted_words, SILENCE, UNKNOWN]
+        else:
+            required = list(self.config.wanted_words)
+        missing = [w for w in required if not (self.root / w).is_dir()]
+        if missing:
+            raise DatasetError(
+                f"{self.root} ({self.layout.value} layout) has no folder for label(s) "
+                f"{', '.join(missing)}"
+            )
+        empty = [w for w in required if not _wavs(self.root / w)]
+        if empty:
+            raise DatasetError(f"{self.root}: label folder(s) with no .wav files: {', '.join(empty)}")
+        if self.layout is Layout.TRAINING_ARCHIVE and len(self._word_folders()) == len(required):
+            if self.config.unknown_pct > 0:
+                raise DatasetError(
+                    f"{self.root} has no word folders besides the wanted words, so there is "
+                    "nothing to sample _unknown_ from (set unknown_pct=0 to train without it)"
+                )
+
+    @cached_property
+    def split_source(self) -> str:
+        if self.layout is Layout.TEST_SET:
+            return "test-set layout (every clip is testing)"
+        if all((self.root / f).is_file() for f in _LIST_FILES.values()):
+            return "validation_list.txt / testing_list.txt"
+        return f"reference hash ({self.config.validation_pct:g}% / {self.config.testing_pct:g}%)"
+
+    @cached_property
+    def _listed(self) -> dict[str, str]:
+        """relative path -> split from the list files (empty when the hash decides)."""
+        if not self.split_source.startswith("validation_list"):
+            return {}
+        listed = {}
+        for split, name in _LIST_FILES.items():
+            for line in (self.root / name).read_text().splitlines():
+                if line.strip():
+                    listed[line.strip()] = split
+        return listed
+
+    def _split_of(self, path: Path) -> str:
+        if self.layout is Layout.TEST_SET:
+            return "testing"
+        if self._listed:
+            return self._listed.get(path.relative_to(self.root).as_posix(), "training")
+        return which_split(path.name, self.config.validation_pct, self.config.testing_pct)
+
+    @cached_property
+    def _all_word_clips(self) -> list[Clip]:
+        """Every file clip, unknown words not yet sampled."""
+        wanted = set(self.config.wanted_words)
+        clips = []
+        if self.layout is Layout.TEST_SET:
+            for label in self.config.labels:
+                for p in _wavs(self.root / label):
+                    word = p.name.split("_", 1)[0] if label == UNKNOWN else label
+                    speaker = None if label == SILENCE else speaker_of(p.name)
+                    clips.append(Clip(p, label, word, speaker, "testing"))
+            return clips
+        for folder in self._word_folders():
+            label = folder.name if folder.name in wanted else UNKNOWN
+            for p in _wavs(folder):
+                clips.append(Clip(p, label, folder.name, speaker_of(p.name), self._split_of(p)))
+        return clips
+
+    @cached_property
+    def _clips(self) -> dict[str, list[Clip]]:
+        by_split: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+        unknown: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+        for clip in self._all_word_clips:
+            (unknown if clip.label == UNKNOWN and self.layout is Layout.TRAINING_ARCHIVE else by_split)[
+                clip.split
+            ].append(clip)
+        if self.layout is Layout.TRAINING_ARCHIVE:
+            for i, split in enumerate(SPLITS):
+                rng = np.random.default_rng([self.config.seed, i])
+                n = len(by_split[split])
+                n_unknown = math.ceil(n * self.config.unknown_pct / 100)
+                picks = rng.permutation(len(unknown[split]))[:n_unknown]
+                by_split[split] += [unknown[split][j] for j in sorted(picks)]
+                n_silence = math.ceil(n * self.config.silence_pct / 100)
+                by_split[split] += [Clip(None, SILENCE, SILENCE, None, split)] * n_silence
+        return by_split
+
+    def clips(self, split: str) -> list[Clip]:
+        """The clips of ``split`` in a fixed order (labels grouped; shuffle when training)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return list(self._clips[split])
+
+    def labels(self, split: str) -> np.ndarray:
+        return np.array([self.config.label_index(c.label) for c in self.clips(split)], np.int32)
+
+    # ----- audio ------------------------------------------------------------------
+    @cached_property
+    def noise_dir(self) -> Path | None:
+        folder = self.config.noise_dir or self.root / BACKGROUND_DIR
+        return Path(folder) if Path(folder).is_dir() else None
+
+    @cached_property
+    def background_noise(self) -> list[np.ndarray]:
+        """The long background recordings as float32 in [-1, 1] (empty if there are none)."""
+        if self.noise_dir is None:
+            return []
+        noise = [read_wav(p, length=None)[0] for p in _wavs(self.noise_dir)]
+        short = [p.name for p, n in zip(_wavs(self.noise_dir), noise) if len(n) < CLIP_SAMPLES]
+        if short:
+            raise DatasetError(f"background noise shorter than 1 s in {self.noise_dir}: {short}")
+        return [n.astype(np.float32) / 32768.0 for n in noise]
+
+    def _silence(self, split: str, count: int) -> np.ndarray:
+        """Generated silence. Training: zeros (augmentation adds fresh noise each epoch).
+        Validation and testing: fixed, seeded background noise at a random volume in [0, 1],
+        as the reference generates it, so evaluation sets do not change between runs."""
+        out = np.zeros((count, CLIP_SAMPLES), np.int16)
+        if split == "training" or not self.background_noise or count == 0:
+            return out
+        rng = np.random.default_rng([self.config.seed, SPLITS.index(split), 1])
+        for row in out:
+            noise = self.background_noise[rng.integers(len(self.background_noise))]
+            start = rng.integers(0, len(noise) - CLIP_SAMPLES + 1)
+            clip = noise[start : start + CLIP_SAMPLES] * rng.uniform(0, 1)
+            row[:] = np.clip(np.round(clip * 32768), -32768, 32767)
+        return out
+
+    def load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Waveforms (int16 ``[N, 16000]``) and label indices of ``split``.
+
+        With ``skip_bad`` unreadable files are left out (and listed in :attr:`skipped`);
+        otherwise the first one raises :class:`BadAudioError` naming it.
+        """
+        clips = self.clips(split)
+        files = [c for c in clips if c.path is not None]
+        waves, labels = [], []
+        for clip in progress(files, desc=f"read {split}", unit="clip", leave=False):
+            try:
+                waves.append(read_wav(clip.path)[0])
+            except BadAudioError as exc:
+                if not self.skip_bad:
+                    raise
+                self.skipped.append(exc)
+                continue
+            labels.append(self.config.label_index(clip.label))
+        n_silence = len(clips) - len(files)
+        waves.append(self._silence(split, n_silence))
+        labels += [self.config.label_index(SILENCE)] * n_silence
+        stacked = np.concatenate([np.atleast_2d(w) for w in waves if len(w)] or [np.zeros((0, CLIP_SAMPLES), np.int16)])
+        return stacked.astype(np.int16), np.asarray(labels, np.int32)
+
+    # ----- identity ---------------------------------------------------------------
+    def fingerprint(self, split: str) -> str:
+        """A hash of everything ``load(split)`` depends on: each file's path, size and
+        modification time, the labels, the config and the background recordings."""
+        h = hashlib.sha256()
+        config = {k: str(v) for k, v in asdict(self.config).items()}
+        h.update(repr((self.layout.value, split, sorted(config.items()), self.skip_bad)).encode())
+        for clip in self.clips(split):
+            h.update(_stat_entry(clip.path, clip.label))
+        if split != "training" and self.noise_dir is not None:
+            for p in _wavs(self.noise_dir):
+                h.update(_stat_entry(p, BACKGROUND_DIR))
+        return h.hexdigest()
+
+    # ----- report -----------------------------------------------------------------
+    def info(self, *, read_audio: bool = True) -> DatasetInfo:
+        """Clips per label per split, speakers, duration and problems found.
+
+        ``read_audio`` decodes every file (finds corrupt ones, sums the real duration)."""
+        info = DatasetInfo(self.root, self.layout, self.split_source)
+        for split in SPLITS:
+            clips = self.clips(split)
+            info.counts[split] = Counter(c.label for c in clips)
+            info.speakers[split] = {c.speaker for c in clips if c.speaker}
+        info.problems += self._split_problems(info)
+        info.problems += self._folder_problems()
+        if read_audio:
+            self._read_all(info)
+        return info
+
+    def _split_problems(self, info: DatasetInfo) -> list[str]:
+        problems = []
+        for a, b in (("training", "validation"), ("training", "testing"), ("validation", "testing")):
+            shared = info.speakers[a] & info.speakers[b]
+            if shared:
+                problems.append(f"{len(shared)} speaker(s) appear in both {a} and {b}")
+        for split in SPLITS:
+            if self.layout is Layout.TRAINING_ARCHIVE and not info.counts[split]:
+                problems.append(f"the {split} split is empty")
+        if self._listed:
+            missing = [p for p in self._listed if not (self.root / p).is_file()]
+            if missing:
+                problems.append(f"{len(missing)} file(s) named in the split lists do not exist, e.g. {missing[0]}")
+        return problems
+
+    def _folder_problems(self) -> list[str]:
+        problems = []
+        if self.layout is Layout.TEST_SET:
+            return problems
+        empty = [f.name for f in self._word_folders() if not _wavs(f)]
+        if empty:
+            problems.append(f"word folder(s) with no .wav files: {', '.join(empty)}")
+        if self.noise_dir is None:
+            problems.append("no _background_noise_ folder: no noise augmentation, silence is all zeros")
+        return problems
+
+    def _read_all(self, info: DatasetInfo) -> None:
+        bad = []
+        for clip in progress(self._all_word_clips, desc="read", unit="clip", leave=False):
+            try:
+                _, wav = read_wav(clip.path)
+            except BadAudioError as exc:
+                bad.append(exc)
+                continue
+            info.files_read += 1
+            info.duration_s += wav.duration_s
+            info.sample_rates[wav.sample_rate] += 1
+        if bad:
+            info.problems.append(f"{len(bad)} unreadable file(s), e.g. {bad[0]}")
+        other = {r: n for r, n in info.sample_rates.items() if r != SAMPLE_RATE}
+        if other:
+            info.problems.append(f"clips not at 16 kHz (resampled when loaded): {dict(other)}")
+
+
+def _stat_entry(path: Path | None, label: str) -> bytes:
+    if path is None:
+        return f"{label}\n".encode()
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{label}\n".encode()
