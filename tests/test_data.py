@@ -402,3 +402,41 @@ def test_real_test_subset_loads_completely(real_data_dir):
     assert waves.shape == (info.files_read, 16_000)
     assert np.all(np.abs(waves).max(axis=1) > 0)
     assert set(np.unique(labels)) == set(range(12))
+
+
+# ----- features through the cache --------------------------------------------------
+
+
+def test_features_are_cached_and_the_second_run_reads_nothing(tmp_path, monkeypatch):
+    from kws.features import FeatureCache
+
+    root = make_archive(tmp_path / "a", speakers=20)
+    cache = FeatureCache()
+    feats, labels = SpeechCommands(root).features("validation", "mlperf-tiny", cache=cache)
+    assert feats.shape == (len(labels), 49, 10) and feats.dtype == np.float32
+    assert np.all(np.isfinite(feats)), "generated silence must not give NaN"
+    assert cache.misses == 2 and cache.hits == 0
+
+    again = SpeechCommands(root)
+    monkeypatch.setattr(again, "load", lambda split: pytest.fail("cache hit must not read audio"))
+    feats2, labels2 = again.features("validation", "mlperf-tiny", cache=cache)
+    np.testing.assert_array_equal(feats, feats2)
+    np.testing.assert_array_equal(labels, labels2)
+    assert cache.hits == 2
+
+    # A touched clip or another front-end is a miss.
+    clip = next(c.path for c in again.clips("validation") if c.path is not None)
+    write_wav(clip, tone(12345))
+    SpeechCommands(root).features("validation", "mlperf-tiny", cache=cache)
+    SpeechCommands(root).features("validation", "arm", cache=cache)
+    assert cache.misses == 6
+
+
+def test_features_with_skip_bad_keep_labels_aligned(tmp_path):
+    root = make_archive(tmp_path / "a", speakers=30)
+    victim = next(c for c in SpeechCommands(root).clips("training") if c.label == "no").path
+    victim.write_bytes(b"RIFF....garbage")
+    feats, labels = SpeechCommands(root, skip_bad=True).features("training")
+    again, labels2 = SpeechCommands(root, skip_bad=True).features("training")
+    assert len(feats) == len(labels) == len(SpeechCommands(root).clips("training")) - 1
+    np.testing.assert_array_equal(labels, labels2)
