@@ -376,7 +376,7 @@ def test_data_info_reports_counts_speakers_and_problems(tmp_path, capsys):
     assert info["speakers_total"] == 31
     problems = "\n".join(info["problems"])
     assert "tree" in problems and "1 unreadable file" in problems and "8000" in problems
-    assert info["duration_s"] == pytest.approx(12 * 30 + 1, abs=0.5)
+    assert info["duration_s"] == pytest.approx(12 * 30 + 2, abs=0.01)  # the 8 kHz clip lasts 2 s
 
 
 def test_data_info_table_on_the_test_layout(tmp_path, capsys):
@@ -440,3 +440,26 @@ def test_features_with_skip_bad_keep_labels_aligned(tmp_path):
     again, labels2 = SpeechCommands(root, skip_bad=True).features("training")
     assert len(feats) == len(labels) == len(SpeechCommands(root).clips("training")) - 1
     np.testing.assert_array_equal(labels, labels2)
+
+
+def test_read_wav_accepts_unknown_extra_chunks(tmp_path):
+    """Real recordings (``doing_the_dishes.wav``) carry extra chunks after the data."""
+    x = tone(6)
+    data = write_wav(tmp_path / "a.wav", x).read_bytes()
+    extra = b"zzzz" + (8).to_bytes(4, "little") + b"anything"
+    riff_size = int.from_bytes(data[4:8], "little") + len(extra)
+    p = tmp_path / "extra.wav"
+    p.write_bytes(data[:4] + riff_size.to_bytes(4, "little") + data[8:] + extra)
+    out, _ = read_wav(p)
+    np.testing.assert_array_equal(out, x)
+
+
+@pytest.mark.realdata
+def test_real_background_noise_loads(real_data_dir):
+    from kws.data.dataset import _wavs
+
+    noise = _wavs(real_data_dir / "_background_noise_")
+    assert len(noise) == 6
+    for p in noise:
+        samples, info = read_wav(p, length=None)
+        assert info.sample_rate == 16_000 and info.duration_s > 50 and samples.any()

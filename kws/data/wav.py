@@ -39,16 +39,19 @@ class WavInfo:
 
 def _decode(path: Path) -> tuple[int, np.ndarray]:
     try:
-        with warnings.catch_warnings():
-            # scipy only warns when the data chunk ends early: that is a truncated file.
-            warnings.simplefilter("error", scipy.io.wavfile.WavFileWarning)
-            return scipy.io.wavfile.read(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", scipy.io.wavfile.WavFileWarning)
+            rate, data = scipy.io.wavfile.read(path)
     except FileNotFoundError:
         raise BadAudioError(path, "file not found") from None
-    except scipy.io.wavfile.WavFileWarning as exc:
-        raise BadAudioError(path, f"truncated WAV ({exc})") from None
     except (ValueError, EOFError, struct.error, OSError) as exc:
         raise BadAudioError(path, f"not a readable WAV file ({exc})") from None
+    # scipy only warns when the data chunk ends early: that is a truncated file. Other
+    # warnings (an unknown extra chunk, as in some real recordings) are harmless.
+    for w in caught:
+        if "prematurely" in str(w.message):
+            raise BadAudioError(path, f"truncated WAV ({w.message})")
+    return rate, data
 
 
 def _to_float_mono(path: Path, data: np.ndarray) -> np.ndarray:
