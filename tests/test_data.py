@@ -463,3 +463,24 @@ def test_real_background_noise_loads(real_data_dir):
     for p in noise:
         samples, info = read_wav(p, length=None)
         assert info.sample_rate == 16_000 and info.duration_s > 50 and samples.any()
+
+
+def test_data_features_stops_on_a_bad_clip_or_skips_and_counts(tmp_path, capsys):
+    root = make_archive(tmp_path / "a", speakers=30)
+    victim = next(c for c in SpeechCommands(root).clips("training") if c.label == "go").path
+    victim.write_bytes(victim.read_bytes()[:2000])
+    assert main(["data", "features", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert victim.name in err and "truncated" in err
+    assert main(["data", "features", str(root), "--skip-bad", "--frontend", "arm"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1 unreadable clip" in out and "3 extracted" in out
+    assert main(["data", "features", str(root), "--skip-bad", "--frontend", "arm"]) == 0
+    assert "3 split(s) fetched, 0 extracted" in capsys.readouterr().out
+
+
+def test_data_features_rejects_an_unknown_frontend(tmp_path, capsys):
+    root = make_archive(tmp_path / "a", speakers=2)
+    assert main(["data", "features", str(root), "--frontend", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--frontend" in err and "mlperf-tiny" in err

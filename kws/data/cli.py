@@ -1,14 +1,17 @@
-"""``kws data info DIR``: what a Speech Commands folder holds and what is wrong with it."""
+"""``kws data info DIR``: what a Speech Commands folder holds and what is wrong with it;
+``kws data features DIR``: its MFCC features, extracted once and cached."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from tabulate import tabulate
 
 from kws.data.dataset import ARM_LABELS, KEYWORDS, SPLITS, DataConfig, DatasetInfo, SpeechCommands
+from kws.errors import KwsError
 
 
 def comma_list(text: str) -> tuple[str, ...]:
@@ -22,27 +25,69 @@ def register(subparsers) -> None:
     data = subparsers.add_parser("data", help="inspect Speech Commands folders")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     info = sub.add_parser("info", help="clips per label per split, speakers, duration, problems")
-    info.add_argument("root", type=Path, metavar="DIR")
-    info.add_argument("--wanted-words", type=comma_list, default=KEYWORDS)
-    info.add_argument("--labels", type=comma_list, default=None,
-                      help="label order (default: Arm's, _silence_,_unknown_,yes,...)")
-    info.add_argument("--silence-pct", type=float, default=10.0)
-    info.add_argument("--unknown-pct", type=float, default=10.0)
+    _dataset_arguments(info)
     info.add_argument("--no-read", action="store_true", help="count files without decoding them")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=run_info)
 
+    feats = sub.add_parser("features", help="extract (or fetch from the cache) every split's MFCCs")
+    _dataset_arguments(feats)
+    feats.add_argument("--frontend", default="mlperf-tiny",
+                       help="preset (mlperf-tiny, arm) or preset,key=value,... (default mlperf-tiny)")
+    feats.add_argument("--skip-bad", action="store_true",
+                       help="skip unreadable clips (and report how many) instead of stopping")
+    feats.set_defaults(func=run_features)
 
-def run_info(args: argparse.Namespace) -> int:
+
+def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("root", type=Path, metavar="DIR", help="a Speech Commands folder (either layout)")
+    parser.add_argument("--wanted-words", type=comma_list, default=KEYWORDS,
+                        help="comma-separated keywords (default: the 10 of the 12-label task)")
+    parser.add_argument("--labels", type=comma_list, default=None,
+                        help="label order (default: Arm's, _silence_,_unknown_,yes,...)")
+    parser.add_argument("--silence-pct", type=float, default=10.0, help="generated silence, %% of each split")
+    parser.add_argument("--unknown-pct", type=float, default=10.0, help="sampled unknown words, %% of each split")
+
+
+def _config(args: argparse.Namespace) -> DataConfig:
     labels = args.labels or (ARM_LABELS if tuple(args.wanted_words) == KEYWORDS
                              else ("_silence_", "_unknown_", *args.wanted_words))
     try:
-        config = DataConfig(wanted_words=args.wanted_words, labels=labels,
-                            silence_pct=args.silence_pct, unknown_pct=args.unknown_pct)
+        return DataConfig(wanted_words=args.wanted_words, labels=labels,
+                          silence_pct=args.silence_pct, unknown_pct=args.unknown_pct)
     except ValueError as exc:
-        raise SystemExit(f"kws data info: error: {exc}") from None
+        raise KwsError(str(exc)) from None
+
+
+def run_info(args: argparse.Namespace) -> int:
+    config = _config(args)
     info = SpeechCommands(args.root, config).info(read_audio=not args.no_read)
-    print(json.dumps(info_dict(info), indent=2) if args.json else format_info(info, labels))
+    print(json.dumps(info_dict(info), indent=2) if args.json else format_info(info, config.labels))
+    return 0
+
+
+def run_features(args: argparse.Namespace) -> int:
+    from kws.features import FeatureCache, get_frontend
+
+    try:
+        frontend = get_frontend(args.frontend)
+    except ValueError as exc:
+        raise KwsError(f"--frontend: {exc}") from None
+    ds = SpeechCommands(args.root, _config(args), skip_bad=args.skip_bad)
+    cache = FeatureCache()
+    rows = []
+    for split in SPLITS:
+        if not ds.clips(split):
+            continue
+        start = time.perf_counter()
+        feats, _ = ds.features(split, frontend, cache=cache)
+        rows.append([split, len(feats), "x".join(map(str, feats.shape[1:])),
+                     f"{time.perf_counter() - start:.2f}"])
+    print(tabulate(rows, headers=["split", "clips", "features", "seconds"], tablefmt="github"))
+    print(f"front-end {frontend.name}; cache: {cache.hits // 2} split(s) fetched, "
+          f"{cache.misses // 2} extracted, in {cache.root}")
+    if ds.skipped:
+        print(f"skipped {len(ds.skipped)} unreadable clip(s), e.g. {ds.skipped[0]}")
     return 0
 
 
