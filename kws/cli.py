@@ -10,7 +10,14 @@ import sys
 from kws.errors import KwsError
 
 # Modules that provide commands. They must import quickly (no TensorFlow at import).
-COMMAND_MODULES = ("kws.synth", "kws.data.cli")
+COMMAND_MODULES = (
+    "kws.synth",
+    "kws.data.cli",
+    "kws.models",
+    "kws.baseline",
+    "kws.evaluate",
+    "kws.cache",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

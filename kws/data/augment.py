@@ -42,11 +42,16 @@ class Augmentation:
 
 def time_shift(waveforms: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Shift each row right by ``shifts[i]`` samples (left when negative), zero-filled."""
+    out = np.zeros_like(waveforms)
     n = waveforms.shape[1]
-    src = np.arange(n)[None, :] - shifts[:, None]
-    valid = (src >= 0) & (src < n)
-    rows = np.arange(len(waveforms))[:, None]
-    return np.where(valid, waveforms[rows, np.clip(src, 0, n - 1)], 0).astype(waveforms.dtype)
+    # Row slices are plain copies: much faster than one fancy-indexed gather over N x 16000.
+    for row, (src, k) in enumerate(zip(waveforms, shifts)):
+        k = int(np.clip(k, -n, n))
+        if k >= 0:
+            out[row, k:] = src[: n - k]
+        else:
+            out[row, :k] = src[-k:]
+    return out
 
 
 def augment(

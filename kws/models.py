@@ -1,0 +1,160 @@
+"""DS-CNN keyword-spotting models (Arm ML-zoo / "Hello Edge"), built from Keras layers
+only so that TFMOT can wrap every layer (no ``tf.reshape`` or lambda layers).
+
+Input 49x10x1 MFCC. ``Conv2D(F, 10x4, stride S0, same) -> BN -> ReLU``, then blocks of
+``DepthwiseConv2D(3x3, same) -> BN -> ReLU -> Conv2D(F, 1x1) -> BN -> ReLU``, average
+pooling over the whole map, ``Dense(labels)`` (logits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+INPUT_SHAPE = (49, 10, 1)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    filters: int
+    first_stride: tuple[int, int]
+    first_block_stride: tuple[int, int]
+    blocks: int
+
+
+ARCHITECTURES = {
+    "ds-cnn-s": Architecture(64, (2, 2), (1, 1), 4),
+    "ds-cnn-m": Architecture(172, (2, 1), (2, 2), 4),
+    "ds-cnn-l": Architecture(276, (2, 1), (2, 2), 5),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``name`` picks S/M/L; ``alpha`` scales every layer's filters (structured pruning by
+    width); ``mlperf`` adds MLPerf Tiny's Dropout(0.2)/Dropout(0.4) and L2 1e-4."""
+
+    name: str = "ds-cnn-s"
+    alpha: float = 1.0
+    mlperf: bool = False
+    num_labels: int = 12
+    input_shape: tuple[int, int, int] = INPUT_SHAPE
+
+    def __post_init__(self):
+        if self.name not in ARCHITECTURES:
+            raise ValueError(f"model name {self.name!r} is not one of {sorted(ARCHITECTURES)}")
+        if not 0 < self.alpha <= 1:
+            raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
+        if self.num_labels < 2:
+            raise ValueError(f"num_labels must be >= 2, got {self.num_labels}")
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+
+    @property
+    def filters(self) -> int:
+        return max(1, int(round(ARCHITECTURES[self.name].filters * self.alpha)))
+
+    @property
+    def slug(self) -> str:
+        parts = [self.name, *([f"a{self.alpha:g}"] if self.alpha != 1 else []),
+                 *(["mlperf"] if self.mlperf else [])]
+        return "-".join(parts)
+
+    def params(self) -> dict:
+        return asdict(self)
+
+
+def parse_model(spec: str, **overrides) -> ModelConfig:
+    """``ds-cnn-s``, ``ds-cnn-s-mlperf`` (MLPerf Tiny's variant) -> a config."""
+    mlperf = spec.endswith("-mlperf")
+    name = spec.removesuffix("-mlperf")
+    return replace(ModelConfig(name=name, mlperf=mlperf), **overrides)
+
+
+def build_model(config: ModelConfig = ModelConfig()):
+    """A fresh, untrained tf_keras model (logits output)."""
+    from kws.compat import keras
+
+    arch = ARCHITECTURES[config.name]
+    layers = keras.layers
+    reg = keras.regularizers.l2(1e-4) if config.mlperf else None
+    f = config.filters
+
+    def bn_relu(x, name):
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x)
+
+    inputs = keras.Input(shape=config.input_shape, name="mfcc")
+    x = layers.Conv2D(f, (10, 4), strides=arch.first_stride, padding="same",
+                      kernel_regularizer=reg, name="conv_1")(inputs)
+    x = bn_relu(x, "conv_1")
+    if config.mlperf:
+        x = layers.Dropout(0.2, name="dropout_1")(x)
+    for i in range(1, arch.blocks + 1):
+        stride = arch.first_block_stride if i == 1 else (1, 1)
+        x = layers.DepthwiseConv2D((3, 3), strides=stride, padding="same",
+                                   depthwise_regularizer=reg, name=f"dw_{i}")(x)
+        x = bn_relu(x, f"dw_{i}")
+        x = layers.Conv2D(f, (1, 1), kernel_regularizer=reg, name=f"pw_{i}")(x)
+        x = bn_relu(x, f"pw_{i}")
+    if config.mlperf:
+        x = layers.Dropout(0.4, name="dropout_2")(x)
+    x = layers.AveragePooling2D(pool_size=tuple(x.shape[1:3]), name="avg_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    outputs = layers.Dense(config.num_labels, kernel_regularizer=reg, name="logits")(x)
+    return keras.Model(inputs, outputs, name=config.slug)
+
+
+def count_macs(model) -> int:
+    """Multiply-accumulates of one inference: convolutions and dense layers."""
+    from kws.compat import keras
+
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.DepthwiseConv2D):  # before Conv2D: it subclasses it
+            # Each output value is one kernel's worth of MACs over a single input channel.
+            macs += math.prod(layer.output_shape[1:]) * math.prod(layer.kernel_size)
+        elif isinstance(layer, keras.layers.Conv2D):
+            out = layer.output_shape
+            macs += math.prod(out[1:]) * math.prod(layer.kernel_size) * layer.input_shape[-1]
+        elif isinstance(layer, keras.layers.Dense):
+            macs += layer.input_shape[-1] * layer.units
+    return macs
+
+
+def model_summary(config: ModelConfig) -> dict:
+    model = build_model(config)
+    return {
+        "model": config.slug,
+        "filters": config.filters,
+        "params": int(model.count_params()),
+        "trainable_params": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
+        "macs": count_macs(model),
+        "layers": len(model.layers),
+        "input_shape": list(config.input_shape),
+    }
+
+
+def register(subparsers) -> None:
+    model = subparsers.add_parser("model", help="DS-CNN models")
+    sub = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
+    info = sub.add_parser("info", help="parameter and MAC counts of a model")
+    info.add_argument("name", help=f"one of {sorted(ARCHITECTURES)}, optionally with -mlperf")
+    info.add_argument("--alpha", type=float, default=1.0, help="width multiplier in (0, 1]")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=_run_info)
+
+
+def _run_info(args) -> int:
+    import json
+
+    from tabulate import tabulate
+
+    from kws.errors import KwsError
+
+    try:
+        config = parse_model(args.name, alpha=args.alpha)
+    except ValueError as exc:
+        raise KwsError(str(exc)) from None
+    summary = model_summary(config)
+    print(json.dumps(summary) if args.json else tabulate(summary.items(), tablefmt="plain"))
+    return 0
