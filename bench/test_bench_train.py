@@ -1,0 +1,99 @@
+"""Training benchmarks on the default dataset: input-pipeline overhead, and the smoke
+baseline from a cold and from a warm cache.
+
+Figures go to ``benchmark.extra_info``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from kws.baseline import train_baseline
+from kws.cache import ArtifactCache
+from kws.data import SpeechCommands
+from kws.models import ModelConfig, build_model
+from kws.train import TrainConfig, make_dataset, prepare_data, seed_everything
+
+# The smoke tier's baseline: short, but long enough to clear the BatchNorm warm-up.
+SMOKE_TRAIN = TrainConfig(epochs=20)
+PIPELINE_EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def training_data(default_data_dir):
+    return prepare_data(SpeechCommands(default_data_dir), "mlperf-tiny", SMOKE_TRAIN)
+
+
+def _compiled_model():
+    from kws.compat import keras
+
+    seed_everything(0)
+    model = build_model(ModelConfig())
+    model.compile(optimizer=keras.optimizers.Adam(5e-4),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _samples_per_s(fit_once, n: int) -> float:
+    fit_once(1)  # graph tracing and the first epoch's warm-up are not part of the rate
+    start = time.perf_counter()
+    fit_once(PIPELINE_EPOCHS)
+    return n * PIPELINE_EPOCHS / (time.perf_counter() - start)
+
+
+def test_training_pipeline_keeps_the_model_fed(benchmark, training_data):
+    """The tf.data pipeline over cached features must keep >= 90% of the rate the model
+    trains at on one in-memory array."""
+    n = len(training_data.train_labels)
+    arrays = training_data.train[0][..., None]
+    labels = training_data.train_labels
+    model_only, pipeline = _compiled_model(), _compiled_model()
+
+    def fit_arrays(epochs):
+        model_only.fit(arrays, labels, batch_size=SMOKE_TRAIN.batch_size, epochs=epochs,
+                       shuffle=True, verbose=0)
+
+    def fit_pipeline(epochs):
+        ds, steps = make_dataset(training_data.train, labels, SMOKE_TRAIN.batch_size, epochs, 0)
+        pipeline.fit(ds, epochs=epochs, steps_per_epoch=steps, verbose=0)
+
+    rates = {}
+
+    def measure():
+        rates["model_only"] = _samples_per_s(fit_arrays, n)
+        rates["pipeline"] = _samples_per_s(fit_pipeline, n)
+
+    benchmark.pedantic(measure, rounds=1, iterations=1)
+    ratio = rates["pipeline"] / rates["model_only"]
+    benchmark.extra_info.update(samples_per_s_model_only=rates["model_only"],
+                                samples_per_s_pipeline=rates["pipeline"], ratio=ratio)
+    assert ratio >= 0.9, (f"pipeline trains at {rates['pipeline']:.0f} samples/s, "
+                          f"{ratio:.0%} of the model-only {rates['model_only']:.0f} samples/s (limit 90%)")
+
+
+def test_smoke_baseline_cold_then_warm(benchmark, default_data_dir, tmp_path, monkeypatch):
+    """Cold: fresh feature and artifact caches (the dataset itself is reused). Warm: the
+    same call again must fetch, not train."""
+    monkeypatch.setenv("KWS_CACHE_DIR", str(tmp_path))
+    start = time.perf_counter()
+    cold = train_baseline(default_data_dir, train=SMOKE_TRAIN, cache=ArtifactCache())
+    cold_seconds = time.perf_counter() - start
+
+    def warm():
+        cache = ArtifactCache()
+        art = train_baseline(default_data_dir, train=SMOKE_TRAIN, cache=cache)
+        assert cache.misses == 0, "a warm cache must not retrain"
+        return art
+
+    art = benchmark.pedantic(warm, rounds=3, iterations=1)
+    assert art.key == cold.key
+    meta = cold.metadata
+    benchmark.extra_info.update(
+        cold_seconds=cold_seconds, warm_seconds=benchmark.stats.stats.mean,
+        train_seconds=meta["train_seconds"], epochs_run=meta["epochs_run"],
+        val_accuracy=meta["val_accuracy"], test_accuracy=meta["test"]["accuracy"])
+    assert np.isfinite(meta["val_accuracy"])
