@@ -101,7 +101,10 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--labels", default=None, help="comma-separated label order (default: Arm's)")
-    p.add_argument("--out", type=Path, default=None, help="also copy the trained model here (.h5)")
+    p.add_argument("--export", default="int8", help="comma-separated TFLite kinds to convert and "
+                   "evaluate with LiteRT: int8, float16, dynamic, float32, or none (default int8)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="also copy the model here: a folder receives model.h5 and model_<kind>.tflite")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)
 
@@ -110,6 +113,12 @@ def _run(args: argparse.Namespace) -> int:
     import shutil
     import time
 
+    from kws.export import KINDS
+
+    kinds = [] if args.export == "none" else args.export.split(",")
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise KwsError(f"--export: unknown kind(s) {', '.join(bad)}; choose from {', '.join(KINDS)} or none")
     try:
         model = parse_model(args.model, alpha=args.alpha)
         train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
@@ -122,16 +131,28 @@ def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     artifact = train_baseline(args.data_dir, model=model, train=train, frontend=args.frontend,
                               data_config=data_config, cache=cache)
+    trained_now = cache.misses > 0
+    from kws.export import TFLITE_FILE, export_stage
+
+    ds = SpeechCommands(resolve_data_dir(args.data_dir), data_config)
+    exports = {k: export_stage(artifact, load_model, k, ds, args.frontend, cache=cache) for k in kinds}
     seconds = time.perf_counter() - start
     if args.out:
-        shutil.copyfile(artifact.file(MODEL_FILE), args.out)
+        args.out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artifact.file(MODEL_FILE), args.out / MODEL_FILE)
+        for kind, art in exports.items():
+            shutil.copyfile(art.file(TFLITE_FILE), args.out / f"model_{kind}.tflite")
     meta = artifact.metadata
     record = {"model": model.slug, "key": artifact.key, "path": str(artifact.path),
-              "from_cache": cache.misses == 0,
+              "from_cache": not trained_now,
               "epochs_run": meta["epochs_run"], "best_epoch": meta["best_epoch"],
               "val_accuracy": meta["val_accuracy"],
               "test_accuracy": meta.get("test", {}).get("accuracy"),
               "train_seconds": meta["train_seconds"], "wall_seconds": seconds}
+    for kind, art in exports.items():
+        record[f"{kind}_test_accuracy"] = art.metadata.get("test", {}).get("accuracy")
+        record[f"{kind}_bytes"] = art.metadata["sizes"]["raw"]
+        record[f"{kind}_gzip_bytes"] = art.metadata["sizes"]["gzip"]
     if args.json:
         print(json.dumps(record))
         return 0

@@ -169,3 +169,48 @@ def _captured_stderr_fd():
                 with contextlib.suppress(OSError, ValueError):
                     sys.stderr.write(captured[0].decode(errors="replace"))
                     sys.stderr.flush()
+
+
+# ----- the cached conversion stage ----------------------------------------------------
+
+STAGE = "tflite"
+TFLITE_FILE = "model.tflite"
+
+
+def export_stage(parent, load_model: Callable, kind: str, ds, frontend, *, cache=None,
+                 max_samples: int = DEFAULT_REPRESENTATIVE_SAMPLES):
+    """Convert the model stored in artifact ``parent`` to TFLite ``kind`` and evaluate it
+    on the test split with LiteRT, as a cached stage (``model.tflite``; metadata: sizes
+    and the test result). ``load_model(parent)`` must return a fresh Keras model.
+
+    The representative data is the unaugmented training split's features; its
+    fingerprint, and the test split's, are part of the key.
+    """
+    from kws.cache import ArtifactCache
+    from kws.features import get_frontend
+
+    cache = cache or ArtifactCache()
+    frontend = get_frontend(frontend)
+    material = {
+        "kind": kind,
+        "max_samples": max_samples,
+        "representative": ds.fingerprint("training") if kind == "int8" else None,
+        "test": ds.fingerprint("testing"),
+        "frontend": frontend.feature_params(),
+        "labels": ds.config.labels,
+    }
+
+    def build(folder):
+        from kws.evaluate import TFLiteRunner, evaluate
+
+        representative = ds.features("training", frontend)[0] if kind == "int8" else None
+        tflite = to_tflite(load_model(parent), kind, representative, max_samples=max_samples)
+        (folder / TFLITE_FILE).write_bytes(tflite)
+        meta = {"kind": kind, "sizes": sizes(tflite)}
+        test, test_labels = ds.features("testing", frontend)
+        if len(test):
+            runner = TFLiteRunner(tflite)
+            meta["test"] = evaluate(runner.predict, test, test_labels, ds.config.labels).to_dict()
+        return meta
+
+    return cache.get_or_build(STAGE, material, build, parent=parent)

@@ -151,3 +151,32 @@ def test_baseline_is_cached_and_a_warm_run_does_not_train(archive, monkeypatch):
         keys.add(train_baseline(archive, **{"model": TINY, "train": SHORT, **kwargs},
                                 data_config=config, cache=cache).key)
     assert len(keys) == 4
+
+
+def test_train_cli_trains_exports_and_then_fetches(archive, tmp_path, capsys):
+    import json
+
+    from kws.cli import main
+
+    args = ["train", "--data-dir", str(archive), "--alpha", "0.25", "--epochs", "2",
+            "--export", "int8,float32", "--json", "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["from_cache"] is False and first["epochs_run"] == 2
+    assert 0 <= first["int8_test_accuracy"] <= 1
+    assert first["int8_bytes"] < first["float32_bytes"]
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"model.h5", "model_int8.tflite",
+                                                             "model_float32.tflite"}
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["from_cache"] is True and second["key"] == first["key"]
+    assert second["int8_test_accuracy"] == first["int8_test_accuracy"]
+
+
+def test_train_cli_rejects_bad_arguments(archive, capsys):
+    from kws.cli import main
+
+    assert main(["train", "--data-dir", str(archive), "--export", "int4"]) == 2
+    assert "--export: unknown kind(s) int4" in capsys.readouterr().err
+    assert main(["train", "--data-dir", str(archive), "--epochs", "0"]) == 2
+    assert "epochs must be >= 1" in capsys.readouterr().err
