@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "kws.baseline",
     "kws.evaluate",
     "kws.cache",
+    "kws.pathways.cli",
 )
 
 

@@ -204,7 +204,7 @@ def _callbacks(config: TrainConfig, stage: str):
 
 
 def fit(model, data: TrainingData, config: TrainConfig, *, stage: str = "train",
-        compile_model: bool = True) -> dict:
+        compile_model: bool = True, callbacks: tuple = ()) -> dict:
     """Train ``model`` in place; returns the epoch history and timing. Raises
     :class:`TrainingDivergedError` if the loss goes NaN."""
     from kws.compat import keras
@@ -215,7 +215,8 @@ def fit(model, data: TrainingData, config: TrainConfig, *, stage: str = "train",
                       metrics=["accuracy"])
     dataset, steps = make_dataset(data.train, data.train_labels, config.batch_size,
                                   config.epochs, config.seed)
-    guard, callbacks = _callbacks(config, stage)
+    guard, own = _callbacks(config, stage)
+    callbacks = [*own, *callbacks]
     weights = class_weights(data.train_labels, model.output_shape[-1]) if config.class_weights else None
     start = time.perf_counter()
     history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps,

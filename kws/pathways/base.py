@@ -1,0 +1,100 @@
+"""What every stage of the deployment tree shares: fine-tuning settings, the stage
+interface, model storage, and running a chain of stages through the artifact cache.
+
+A stage takes a fresh Keras model (its parent's output, loaded from the cache), returns
+the model to store (pruning and clustering wrappers already stripped, so the next stage
+can wrap it again) and its metadata. Its cache key is its parent's key plus its own
+parameters, so a shared prefix (one ``Prune(0.5)`` feeding ``p``, ``pc``, ``pqat`` and
+``pcqat``) is trained once, across processes and sessions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
+
+from kws.train import TrainConfig, TrainingData
+
+MODEL_FILE = "model.h5"
+
+SPARSITY = "sparsity"
+CLUSTERS = "clusters"
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """Re-training of one stage (the study re-trained 15 epochs per technique)."""
+
+    epochs: int = 15
+    learning_rate: float = 1e-4
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"fine-tuning epochs must be >= 1, got {self.epochs}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"fine-tuning learning_rate must be > 0, got {self.learning_rate}")
+
+    def train_config(self, base: TrainConfig) -> TrainConfig:
+        """The baseline's recipe (batch, augmentation, seed) at this stage's length and a
+        constant learning rate; no early stopping, since weight restores would undo
+        pruning masks mid-schedule."""
+        return TrainConfig(epochs=self.epochs, batch_size=base.batch_size,
+                           learning_rates=(self.learning_rate,), early_stopping_patience=None,
+                           class_weights=base.class_weights, augmentation=base.augmentation,
+                           augmentation_versions=base.augmentation_versions, seed=base.seed)
+
+
+@dataclass
+class StageContext:
+    """What a stage needs to train: the prepared data and the baseline's recipe."""
+
+    data: TrainingData
+    base_train: TrainConfig
+    label_names: tuple[str, ...]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        n = len(self.data.train_labels)
+        return -(-n // self.base_train.batch_size)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Base class of the stages: frozen, validated dataclasses."""
+
+    family: ClassVar[str] = "stage"
+    finetune: FineTune = field(default_factory=FineTune)
+
+    def params(self) -> dict:
+        return asdict(self)
+
+    def preserved(self, parent: frozenset[str]) -> frozenset[str]:
+        """What the output model keeps for later stages to preserve."""
+        return parent
+
+    def run(self, model, ctx: StageContext, preserved: frozenset[str]):
+        """Fine-tune ``model`` (fresh; the stage may wrap it); return (model, metadata)."""
+        raise NotImplementedError
+
+    def train(self, model, ctx: StageContext, *, callbacks=()) -> dict:
+        from kws.train import fit
+
+        config = self.finetune.train_config(ctx.base_train)
+        return fit(model, ctx.data, config, stage=self.family, callbacks=callbacks)
+
+
+def save_model(model, path) -> None:
+    with warnings.catch_warnings():
+        # HDF5 is the format TFMOT's wrappers round-trip reliably through tf_keras.
+        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
+        model.save(path, include_optimizer=False)
+
+
+def load_model(artifact):
+    """A fresh Keras model from a stage's (or the baseline's) artifact. Quantisation-aware
+    models need TFMOT's custom objects in scope; plain models load the same way."""
+    from kws.compat import keras, tfmot
+
+    with tfmot.quantization.keras.quantize_scope():
+        return keras.models.load_model(artifact.file(MODEL_FILE), compile=False)
