@@ -38,13 +38,14 @@ def register(subparsers) -> None:
 
 
 def _list(args) -> int:
-    rows = [(p.name, p.family, ", ".join(p.takes) or "-", p.export, p.description)
-            for p in PATHWAYS.values()]
     if args.json:
-        print(json.dumps([dict(zip(("name", "family", "takes", "export", "description"), r)) for r in rows]))
+        print(json.dumps([{"name": p.name, "family": p.family, "takes": list(p.takes),
+                           "export": p.export, "description": p.description} for p in PATHWAYS.values()]))
         return 0
     from tabulate import tabulate
 
+    rows = [(p.name, p.family, ", ".join(p.takes) or "-", p.export, p.description)
+            for p in PATHWAYS.values()]
     print(tabulate(rows, headers=["pathway", "family", "takes", "deploys as", "stages"], tablefmt="github"))
     return 0
 

@@ -203,7 +203,8 @@ def _depthwise(layer, channels: _Channels):
     weights = layer.get_weights()
     kernel = weights[0]
     if kernel.shape[-1] != 1:
-        raise ValueError(f"layer {layer.name!r}: depth_multiplier must be 1, got {kernel.shape[-1]}")
+        raise ValueError(f"layer {layer.name!r}: depth_multiplier must be 1, "
+                         f"got {kernel.shape[-1]}")
     _require_masked(layer, channels)
     removed = channels.removed
     if np.any(channels.const[removed]) and math.prod(kernel.shape[:2]) != 1:
@@ -282,7 +283,8 @@ def _shrink_weights(layer, channels: _Channels, keep: dict[str, np.ndarray]):
         # A constant channel pools to the same constant (Keras's "same" average pooling
         # leaves padding out of the mean).
         return _pool(layer, channels)
-    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) is not supported by filter pruning")
+    raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) is not supported "
+                     "by filter pruning")
 
 
 def shrink(model, keep: dict[str, np.ndarray]):
@@ -343,7 +345,8 @@ def check_shrunk(small, masked, features: np.ndarray) -> float:
     expected = masked(x, training=False).numpy()
     got = small(x, training=False).numpy()
     if got.shape != expected.shape:
-        raise RuntimeError(f"the smaller model's output shape {got.shape} differs from {expected.shape}")
+        raise RuntimeError(f"the smaller model's output shape {got.shape} differs from "
+                           f"{expected.shape}")
     error = float(np.max(np.abs(got - expected)))
     scale = max(1.0, float(np.max(np.abs(expected))))
     if not np.all(np.isfinite(got)) or not error <= CHECK_TOLERANCE * scale:
