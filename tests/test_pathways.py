@@ -1,0 +1,221 @@
+"""The deployment tree on a tiny model: every stage runs for real (TFMOT wrappers, int8
+conversion, LiteRT), and what each pathway promises to preserve is asserted on the Keras
+model and on the int8 TFLite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kws.cache import ArtifactCache
+from kws.inspect import inspect_keras, inspect_tflite
+from kws.models import ModelConfig
+from kws.pathways import PATHWAYS, get_pathway, load_model, make_params
+from kws.pathways.base import FineTune
+from kws.pathways.cluster import Cluster
+from kws.pathways.prune import Prune
+from kws.pathways.registry import PathwayParams
+from kws.pathways.run import run_pathway
+from kws.train import TrainConfig
+from tests.helpers import make_archive
+
+TINY = ModelConfig(alpha=0.25)  # 16 filters: seconds per stage
+BASE = TrainConfig(epochs=1, batch_size=32, augmentation_versions=1)
+CLUSTERS = 8
+SPARSITY = 0.5
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """Runs pathways on demand, sharing one artifact cache across the module."""
+    data = make_archive(tmp_path_factory.mktemp("data") / "a", speakers=16)
+    cache = ArtifactCache(tmp_path_factory.mktemp("artifacts"))
+    records: dict = {}
+
+    def run(name: str, **given):
+        key = (name, tuple(sorted(given.items())))
+        if key not in records:
+            pathway = get_pathway(name)
+            defaults = {"sparsity": SPARSITY, "clusters": CLUSTERS, "alpha": 0.5}
+            given = {**{k: v for k, v in defaults.items() if k in pathway.takes}, "epochs": 1, **given}
+            params = make_params(pathway, TINY, **given)
+            records[key] = run_pathway(name, params, data_dir=data, model=TINY, base_train=BASE,
+                                       cache=cache)
+        return records[key]
+
+    run.cache = cache
+    run.data = data
+    return run
+
+
+def _tflite(record, cache):
+    art = next(a for a in cache.entries() if a.key == record["keys"]["deployed"])
+    return art.file("model.tflite").read_bytes()
+
+
+def _stage_model(record, cache, index=-1):
+    keys = [v for k, v in record["keys"].items() if ":" in k]
+    art = next(a for a in cache.entries() if a.key == keys[index])
+    return load_model(art)
+
+
+# ----- validation before any training ------------------------------------------------
+
+
+@pytest.mark.parametrize("name, given, message", [
+    ("p", {"sparsity": 1.0}, "sparsity must be in"),
+    ("p", {"sparsity": 0.0}, "sparsity must be in"),
+    ("c", {"clusters": 1}, r"clusters must be in \[2, 16\]"),
+    ("c", {"clusters": 17}, r"pw_1 has 16 weights per output channel"),
+    ("pcqat", {"alpha": 0.5}, "does not take alpha; it takes sparsity, schedule, clusters"),
+    ("qat", {"sparsity": 0.5}, "does not take sparsity; it takes none"),
+    ("p", {"schedule": "cosine"}, "schedule must be one of constant, polynomial"),
+    ("p", {"bogus": 1}, "unknown parameter"),
+])
+def test_bad_hyperparameters_fail_before_training(name, given, message):
+    with pytest.raises(ValueError, match=message):
+        make_params(get_pathway(name), TINY, **given)
+
+
+def test_unknown_pathway_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="valid pathways: ptq_dynamic, ptq_fp16"):
+        get_pathway("pq")
+
+
+@pytest.mark.parametrize("stage, message", [
+    (lambda: Prune(begin_fraction=0.6, end_fraction=0.5), "begin_fraction"),
+    (lambda: Prune(sparsity=0.75, m_by_n=(2, 4)), "fixes sparsity at 0.5"),
+    (lambda: Cluster(clusters=1), "clusters must be >= 2"),
+    (lambda: Cluster(init="best"), "init must be one of"),
+    (lambda: FineTune(epochs=0), "epochs must be >= 1"),
+])
+def test_stage_values_are_validated(stage, message):
+    with pytest.raises(ValueError, match=message):
+        stage()
+
+
+def test_registry_lists_every_pathway_with_what_it_takes(capsys):
+    from kws.cli import main
+
+    assert main(["pathways", "--json"]) == 0
+    import json
+
+    listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert set(listed) == set(PATHWAYS) >= {"ptq_dynamic", "ptq_fp16", "ptq_int8", "qat", "p", "c", "pc",
+                                            "pqat", "cqat", "pcqat", "p24", "p24qat", "cpc", "cpcqat",
+                                            "alpha", "filter", "filterqat"}
+    assert listed["pcqat"]["takes"] == ["sparsity", "schedule", "clusters"]
+    assert listed["ptq_fp16"]["export"] == "float16"
+
+
+# ----- preservation facts -------------------------------------------------------------
+
+
+def test_pruning_reaches_its_target_on_keras_and_tflite(tree):
+    record = tree("p")
+    keras_stats = inspect_keras(_stage_model(record, tree.cache))
+    tflite_stats = inspect_tflite(_tflite(record, tree.cache))
+    assert keras_stats.sparsity() >= SPARSITY - 0.01
+    assert tflite_stats.sparsity() >= SPARSITY - 0.01
+    assert any(layer.status.startswith("excluded") for layer in keras_stats.layers), "depthwise reported"
+
+
+def test_polynomial_schedule_reaches_its_final_sparsity(tree):
+    record = tree("p", schedule="polynomial", sparsity=0.75)
+    assert inspect_tflite(_tflite(record, tree.cache)).sparsity() >= 0.75 - 0.01
+
+
+def test_sparsity_preserving_clustering_keeps_the_pruned_sparsity(tree):
+    pruned = inspect_keras(_stage_model(tree("p"), tree.cache)).sparsity()
+    record = tree("pc")
+    keras_stats = inspect_keras(_stage_model(record, tree.cache), clusters=CLUSTERS)
+    tflite_stats = inspect_tflite(_tflite(record, tree.cache), clusters=CLUSTERS)
+    assert keras_stats.sparsity() >= pruned - 1e-6
+    assert tflite_stats.sparsity() >= pruned - 0.01
+    assert max(layer.unique_tensor for layer in keras_stats.checked()) <= CLUSTERS
+
+
+@pytest.mark.parametrize("name", ["pqat", "pcqat", "p24qat"])
+def test_prune_preserving_qat_keeps_sparsity_in_the_int8_model(tree, name):
+    record = tree(name)
+    target, m_by_n = ((0.5, (2, 4)) if name == "p24qat" else (SPARSITY, None))
+    stats = inspect_tflite(_tflite(record, tree.cache), m_by_n=m_by_n)
+    assert stats.sparsity() >= target - 0.01
+    assert record["metrics"]["sparsity"] >= target - 0.01
+
+
+@pytest.mark.parametrize("name", ["cqat", "pcqat", "cpcqat"])
+def test_cluster_preserving_qat_keeps_clusters_per_channel_in_the_int8_model(tree, name):
+    stats = inspect_tflite(_tflite(tree(name), tree.cache), clusters=CLUSTERS)
+    assert stats.max_unique_per_channel() <= CLUSTERS + 1  # +1: zero, with preserved sparsity
+
+
+def test_two_four_pattern_holds_in_every_group(tree):
+    record = tree("p24")
+    keras_stats = inspect_keras(_stage_model(record, tree.cache), m_by_n=(2, 4))
+    tflite_stats = inspect_tflite(_tflite(record, tree.cache), m_by_n=(2, 4))
+    for stats in (keras_stats, tflite_stats):
+        assert stats.checked() and all(layer.m_by_n_ok for layer in stats.checked())
+        assert stats.sparsity() >= 0.5 - 0.01
+        assert stats.get("conv_1").status.startswith("skipped"), "one input channel: no 2:4 groups"
+
+
+def test_ptq_variants_deploy_as_their_kind(tree):
+    sizes = {name: tree(name)["metrics"]["bytes"] for name in ("ptq_int8", "ptq_fp16", "ptq_dynamic")}
+    # On a model this small the dynamic-range file keeps its depthwise and dense weights in
+    # float32, so only int8 is sure to be the smallest.
+    assert sizes["ptq_int8"] < sizes["ptq_fp16"] and sizes["ptq_int8"] < sizes["ptq_dynamic"]
+    for name in sizes:
+        record = tree(name)
+        assert 0 <= record["metrics"]["deployed_accuracy"] <= 1 and record["times"]["retrain_s"] == 0
+
+
+def test_structured_filter_pruning_gives_a_smaller_dense_model(tree):
+    record = tree("filter")
+    small = _stage_model(record, tree.cache)
+    assert small.output_shape == (None, 12)
+    assert small.count_params() < load_model(next(
+        a for a in tree.cache.entries() if a.key == record["keys"]["baseline"])).count_params()
+    assert record["metrics"]["bytes"] < tree("ptq_int8")["metrics"]["bytes"]
+
+
+def test_alpha_retrains_a_narrower_baseline(tree):
+    record = tree("alpha", alpha=0.125)  # the full model's width x 0.125: 8 filters
+    assert record["model"] == "ds-cnn-s-a0.125"
+    assert record["metrics"]["bytes"] < tree("ptq_int8")["metrics"]["bytes"]
+
+
+# ----- caching ------------------------------------------------------------------------
+
+
+def test_a_shared_prefix_trains_once_and_the_baseline_is_unchanged(tree, monkeypatch):
+    import kws.train
+
+    baseline_art = next(a for a in tree.cache.entries() if a.key == tree("ptq_int8")["keys"]["baseline"])
+    before = [w.copy() for w in load_model(baseline_art).get_weights()]
+    fits = []
+    real_fit = kws.train.fit
+    monkeypatch.setattr(kws.train, "fit", lambda *a, **k: fits.append(k.get("stage")) or real_fit(*a, **k))
+    seed = 7  # a fresh branch of the tree: nothing below the baseline is cached yet
+    first = tree("pqat", seed=seed)
+    assert fits == ["baseline ds-cnn-s-a0.25", "prune", "qat"]
+    fits.clear()
+    tree("pcqat", seed=seed)
+    assert fits == ["cluster", "qat"], "the Prune stage is shared with pqat and must not retrain"
+    fits.clear()
+    again = tree("pc", seed=seed)
+    assert fits == [], "pc's cluster stage is pcqat's: same parent, same parameters"
+    assert again["keys"]["0:prune"] == first["keys"]["0:prune"]
+    after = load_model(baseline_art).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after)), "a stage modified the cached baseline"
+    assert tree.cache.get("baseline", baseline_art.manifest["material"]) is not None
+
+
+def test_records_carry_keys_metrics_and_times(tree):
+    record = tree("pcqat")
+    assert set(record["keys"]) == {"baseline", "0:prune", "1:cluster", "2:qat", "deployed"}
+    assert record["times"]["retrain_s"] == pytest.approx(sum(record["times"]["stages_s"].values()))
+    m = record["metrics"]
+    assert m["gzip_bytes"] < m["bytes"] and 0 <= m["deployed_accuracy"] <= 1
+    assert record["params"] == {"sparsity": SPARSITY, "clusters": CLUSTERS, "schedule": "constant",
+                                "epochs": 1, "learning_rate": PathwayParams.learning_rate, "seed": 0}
