@@ -19,7 +19,7 @@ bench: $(BIN)/kws
 
 # The tests.
 test: $(BIN)/kws
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -n auto --dist loadscope $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -219,3 +219,29 @@ def test_records_carry_keys_metrics_and_times(tree):
     assert m["gzip_bytes"] < m["bytes"] and 0 <= m["deployed_accuracy"] <= 1
     assert record["params"] == {"sparsity": SPARSITY, "clusters": CLUSTERS, "schedule": "constant",
                                 "epochs": 1, "learning_rate": PathwayParams.learning_rate, "seed": 0}
+
+
+def test_retrain_time_counts_shared_stages_once_overall(tree):
+    from kws.pathways.run import retrain_summary
+
+    records = [tree("p"), tree("pqat"), tree("pcqat")]
+    summary = retrain_summary(records)
+    prune = records[0]["times"]["stages_s"]["0:prune"]
+    assert summary["per_pathway_s"]["pqat"] == pytest.approx(records[1]["times"]["retrain_s"])
+    assert summary["sum_of_pathways_s"] - summary["overall_s"] == pytest.approx(2 * prune, rel=1e-6)
+
+
+def test_run_cli_prints_a_table_and_writes_the_record(tree, tmp_path, capsys):
+    import json
+
+    from kws.cli import main
+
+    args = ["run", "ptq_int8", "--data-dir", str(tree.data), "--baseline-epochs", "1", "--model", "ds-cnn-s",
+            "--record", str(tmp_path / "r.json")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "ptq_int8" in out and "accuracy: baseline float / int8" in out and str(tmp_path / "r.json") in out
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["pathway"] == "ptq_int8" and set(record["keys"]) == {"baseline", "deployed"}
+    assert main(["run", "pcqat", "--alpha", "0.5"]) == 2
+    assert "does not take alpha" in capsys.readouterr().err

@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     run.add_argument("--frontend", default="mlperf-tiny")
     run.add_argument("--data-dir", type=Path, default=None,
                      help="Speech Commands folder (default: the synthetic default dataset)")
-    run.add_argument("--record", type=Path, default=None, help="also write the JSON record here")
+    run.add_argument("--record", type=Path, default=None,
+                     help="where to write the JSON record (default: runs/ under the cache folder)")
     run.add_argument("--json", action="store_true", help="print the JSON record instead of a table")
     run.set_defaults(func=_run)
 
@@ -67,11 +68,19 @@ def _run(args) -> int:
     record = run_pathway(pathway.name, params, data_dir=args.data_dir, model=model,
                          base_train=base_train, frontend=args.frontend)
     text = json.dumps(record, indent=1, default=str)
-    if args.record:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        args.record.write_text(text)
-    print(text if args.json else format_record(record))
+    path = args.record or default_record_path(record)
+    from kws._fs import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode())
+    print(text if args.json else f"{format_record(record)}\nrecord: {path}")
     return 0
+
+
+def default_record_path(record: dict) -> Path:
+    from kws._fs import cache_root
+
+    params = "-".join(f"{k}{v}" for k, v in record["params"].items())
+    return cache_root() / "runs" / f"{record['pathway']}-{params}-{record['keys']['deployed'][:12]}.json"
 
 
 def format_record(record: dict) -> str:

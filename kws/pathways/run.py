@@ -151,3 +151,15 @@ def _inspect(pathway, params, stages, plain, tflite_path) -> dict:
 def _inspection_metrics(inspection: dict) -> dict:
     tfl = inspection["tflite"]
     return {"sparsity": tfl.get("sparsity"), "max_unique_per_channel": tfl.get("max_unique_per_channel")}
+
+
+def retrain_summary(records: list[dict]) -> dict:
+    """Retraining seconds per pathway (its stages, each once) and overall (every distinct
+    stage once, however many pathways share it)."""
+    per_pathway, distinct = {}, {}
+    for record in records:
+        per_pathway[record["pathway"]] = record["times"]["retrain_s"]
+        for stage, seconds in record["times"]["stages_s"].items():
+            distinct[record["keys"][stage]] = seconds
+    return {"per_pathway_s": per_pathway, "overall_s": sum(distinct.values()),
+            "sum_of_pathways_s": sum(per_pathway.values())}
