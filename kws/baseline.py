@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 from kws.data import DataConfig, SpeechCommands
 from kws.errors import KwsError
-from kws.models import ModelConfig, parse_model
+from kws import models
+from kws.models import ModelConfig, parse_model, save_model
 from kws.train import TrainConfig
 
 STAGE = "baseline"
@@ -72,19 +72,14 @@ def _build(folder: Path, ds: SpeechCommands, frontend, model_config: ModelConfig
     test, test_labels = ds.features("testing", frontend)
     if len(test):
         result["test"] = evaluate_keras(model, test, test_labels, ds.config.labels).to_dict()
-    with warnings.catch_warnings():
-        # HDF5 is the format TFMOT's wrappers round-trip reliably through tf_keras.
-        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
-        model.save(folder / MODEL_FILE, include_optimizer=False)
+    save_model(model, folder / MODEL_FILE)
     (folder / HISTORY_FILE).write_text(json.dumps(result["history"], indent=1))
     return result
 
 
 def load_model(artifact):
     """A fresh Keras model from a stored artifact (never a shared instance)."""
-    from kws.compat import keras
-
-    return keras.models.load_model(artifact.file(MODEL_FILE), compile=False)
+    return models.load_model(artifact.file(MODEL_FILE))
 
 
 # ----- CLI ----------------------------------------------------------------------------

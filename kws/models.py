@@ -104,6 +104,25 @@ def build_model(config: ModelConfig = ModelConfig()):
     return keras.Model(inputs, outputs, name=config.slug)
 
 
+def save_model(model, path) -> None:
+    """Store a (possibly TFMOT-wrapped) model without its optimizer state."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # HDF5 is the format TFMOT's wrappers round-trip reliably through tf_keras.
+        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
+        model.save(path, include_optimizer=False)
+
+
+def load_model(path):
+    """A fresh model from ``path``. Quantisation-aware models need TFMOT's custom objects
+    in scope; plain models load the same way."""
+    from kws.compat import keras, tfmot
+
+    with tfmot.quantization.keras.quantize_scope():
+        return keras.models.load_model(path, compile=False)
+
+
 def count_macs(model) -> int:
     """Multiply-accumulates of one inference: convolutions and dense layers."""
     from kws.compat import keras

@@ -40,7 +40,9 @@ import numpy as np
 
 from kws import progress as _progress
 from kws._fs import atomic_directory, cache_root
+from kws.data.dataset import LIST_FILES, BACKGROUND_DIR, KEYWORDS, SPLITS
 from kws.data.split import which_split
+from kws.data.wav import CLIP_SAMPLES, SAMPLE_RATE
 from kws.errors import BadAudioError, DatasetError, KwsError
 
 __all__ = [
@@ -55,7 +57,6 @@ __all__ = [
     "which_split",
 ]
 
-KEYWORDS: tuple[str, ...] = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 # Words that sound like a keyword: the model must learn to reject them.
 NEAR_MISSES: tuple[str, ...] = (
     "yet", "know", "upper", "dawn", "write", "stock", "goal", "often", "own", "lift",
@@ -74,14 +75,10 @@ UNKNOWN_CLIPS_FRACTION: float = 0.2
 # Speakers are drawn once per dataset; each split gets its share (10 % / 10 % / 80 %).
 DEFAULT_SPEAKERS: int = 256
 
-SAMPLE_RATE = 16_000
-CLIP_SAMPLES = 16_000
 SYNTH_FORMAT_VERSION = 1
 MANIFEST_NAME = "SYNTH.json"
-NOISE_DIR_NAME = "_background_noise_"
-SPLITS = ("training", "validation", "testing")
+NOISE_DIR_NAME = BACKGROUND_DIR
 _SPLIT_SHARES = {"training": 0.8, "validation": 0.1, "testing": 0.1}
-_LIST_FILES = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
 
 # English accents bundled with espeakng-loader (espeak-ng-data/lang/gmw).
 VOICES: tuple[str, ...] = (
@@ -727,7 +724,7 @@ def _manifest(
 
 
 def _write_lists(out: Path, specs: Sequence[ClipSpec]) -> None:
-    for split, name in _LIST_FILES.items():
+    for split, name in LIST_FILES.items():
         paths = sorted(s.relpath for s in specs if s.speaker.split == split)
         (out / name).write_text("".join(p + "\n" for p in paths))
 

@@ -34,7 +34,7 @@ BACKGROUND_DIR = "_background_noise_"
 ARM_LABELS = (SILENCE, UNKNOWN, *KEYWORDS)
 MLPERF_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", SILENCE, UNKNOWN)
 SPLITS = ("training", "validation", "testing")
-_LIST_FILES = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
+LIST_FILES = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
 _WAV_SUFFIX = ".wav"
 
 
@@ -163,7 +163,7 @@ class SpeechCommands:
     def split_source(self) -> str:
         if self.layout is Layout.TEST_SET:
             return "test-set layout (every clip is testing)"
-        if all((self.root / f).is_file() for f in _LIST_FILES.values()):
+        if all((self.root / f).is_file() for f in LIST_FILES.values()):
             return "validation_list.txt / testing_list.txt"
         return f"reference hash ({self.config.validation_pct:g}% / {self.config.testing_pct:g}%)"
 
@@ -173,7 +173,7 @@ class SpeechCommands:
         if not self.split_source.startswith("validation_list"):
             return {}
         listed = {}
-        for split, name in _LIST_FILES.items():
+        for split, name in LIST_FILES.items():
             for line in (self.root / name).read_text().splitlines():
                 if line.strip():
                     listed[line.strip()] = split

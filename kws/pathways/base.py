@@ -10,13 +10,13 @@ parameters, so a shared prefix (one ``Prune(0.5)`` feeding ``p``, ``pc``, ``pqat
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
+# Every stage stores its model as the baseline does, and loads it the same way.
+from kws.baseline import MODEL_FILE, load_model  # noqa: F401
 from kws.train import TrainConfig, TrainingData
 
-MODEL_FILE = "model.h5"
 
 SPARSITY = "sparsity"
 CLUSTERS = "clusters"
@@ -82,19 +82,3 @@ class Stage:
 
         config = self.finetune.train_config(ctx.base_train)
         return fit(model, ctx.data, config, stage=self.family, callbacks=callbacks)
-
-
-def save_model(model, path) -> None:
-    with warnings.catch_warnings():
-        # HDF5 is the format TFMOT's wrappers round-trip reliably through tf_keras.
-        warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
-        model.save(path, include_optimizer=False)
-
-
-def load_model(artifact):
-    """A fresh Keras model from a stage's (or the baseline's) artifact. Quantisation-aware
-    models need TFMOT's custom objects in scope; plain models load the same way."""
-    from kws.compat import keras, tfmot
-
-    with tfmot.quantization.keras.quantize_scope():
-        return keras.models.load_model(artifact.file(MODEL_FILE), compile=False)

@@ -11,7 +11,8 @@ from typing import Any
 from kws.baseline import resolve_data_dir, train_baseline
 from kws.data import DataConfig, SpeechCommands
 from kws.models import ModelConfig
-from kws.pathways.base import MODEL_FILE, StageContext, load_model, save_model
+from kws.models import save_model
+from kws.pathways.base import MODEL_FILE, StageContext, load_model
 from kws.pathways.registry import PathwayParams, get_pathway, taken
 from kws.train import TrainConfig
 
