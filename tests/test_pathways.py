@@ -183,6 +183,7 @@ def test_alpha_retrains_a_narrower_baseline(tree):
     record = tree("alpha", alpha=0.125)  # the full model's width x 0.125: 8 filters
     assert record["model"] == "ds-cnn-s-a0.125"
     assert record["metrics"]["bytes"] < tree("ptq_int8")["metrics"]["bytes"]
+    assert record["times"]["retrain_s"] == record["times"]["baseline_train_s"] > 0
 
 
 # ----- caching ------------------------------------------------------------------------
