@@ -42,6 +42,12 @@ def test_alpha_scales_every_layer(alpha, filters):
     assert count_macs(model) < count_macs(build_model(ModelConfig()))
 
 
+def test_batchnorm_momentum_is_a_config_value():
+    momenta = {layer.momentum for layer in build_model(ModelConfig(bn_momentum=0.95)).layers
+               if layer.__class__.__name__ == "BatchNormalization"}
+    assert momenta == {0.95}
+
+
 def test_mlperf_variant_adds_dropout_and_l2():
     model = build_model(parse_model("ds-cnn-s-mlperf"))
     rates = [layer.rate for layer in model.layers if layer.__class__.__name__ == "Dropout"]
@@ -68,6 +74,7 @@ def test_models_are_keras_layers_only_and_tfmot_wraps_them_whole():
     (dict(alpha=0), "alpha must be in"),
     (dict(alpha=1.5), "alpha must be in"),
     (dict(num_labels=1), "num_labels"),
+    (dict(bn_momentum=1.0), "bn_momentum"),
 ])
 def test_bad_model_configs_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
