@@ -130,6 +130,7 @@ class SpeechCommands:
         self.skip_bad = skip_bad
         self.layout = detect_layout(self.root)
         self.skipped: list[BadAudioError] = []
+        self._fingerprints: dict[str, str] = {}
         self._check_label_folders()
 
     # ----- clip lists -------------------------------------------------------------
@@ -319,7 +320,15 @@ class SpeechCommands:
     # ----- identity ---------------------------------------------------------------
     def fingerprint(self, split: str) -> str:
         """A hash of everything ``load(split)`` depends on: each file's path, size and
-        modification time, the labels, the config and the background recordings."""
+        modification time, the labels, the config and the background recordings.
+
+        Computed once per instance (every cache key of a run asks for it); a dataset that
+        changes on disk is seen by a new ``SpeechCommands``."""
+        if split not in self._fingerprints:
+            self._fingerprints[split] = self._compute_fingerprint(split)
+        return self._fingerprints[split]
+
+    def _compute_fingerprint(self, split: str) -> str:
         h = hashlib.sha256()
         config = {k: str(v) for k, v in asdict(self.config).items()}
         h.update(repr((self.layout.value, split, sorted(config.items()), self.skip_bad)).encode())
