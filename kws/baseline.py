@@ -44,15 +44,22 @@ def material(ds: SpeechCommands, frontend, model: ModelConfig, train: TrainConfi
     }
 
 
-def train_baseline(data_dir=None, *, model: ModelConfig = ModelConfig(),
+def train_baseline(data=None, *, model: ModelConfig = ModelConfig(),
                    train: TrainConfig = TrainConfig(), frontend="mlperf-tiny",
                    data_config: DataConfig = DataConfig(), cache=None):
     """The trained baseline's artifact (``model.h5``, ``history.json``; metadata with the
-    history, validation and float test accuracy, training time), built on a miss."""
+    history, validation and float test accuracy, training time), built on a miss.
+
+    ``data``: a data folder (default: the synthetic default dataset), or an open
+    :class:`SpeechCommands` (then ``data_config`` is its own), so a caller that already
+    fingerprinted it does not stat every file again."""
     from kws.cache import ArtifactCache
 
     cache = cache or ArtifactCache()
-    ds = SpeechCommands(resolve_data_dir(data_dir), data_config)
+    if isinstance(data, SpeechCommands):
+        ds, data_config = data, data.config
+    else:
+        ds = SpeechCommands(resolve_data_dir(data), data_config)
     if model.num_labels != len(data_config.labels):
         model = replace(model, num_labels=len(data_config.labels))
     return cache.get_or_build(STAGE, material(ds, frontend, model, train),
@@ -114,22 +121,23 @@ def _run(args: argparse.Namespace) -> int:
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise KwsError(f"--export: unknown kind(s) {', '.join(bad)}; choose from {', '.join(KINDS)} or none")
+    from kws.data.cli import labels_config
+
+    data_config = labels_config(args.labels)
     try:
         model = parse_model(args.model, alpha=args.alpha)
         train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
-        data_config = DataConfig(labels=tuple(args.labels.split(","))) if args.labels else DataConfig()
     except ValueError as exc:
         raise KwsError(str(exc)) from None
     from kws.cache import ArtifactCache
 
     cache = ArtifactCache()
     start = time.perf_counter()
-    artifact = train_baseline(args.data_dir, model=model, train=train, frontend=args.frontend,
-                              data_config=data_config, cache=cache)
+    ds = SpeechCommands(resolve_data_dir(args.data_dir), data_config)
+    artifact = train_baseline(ds, model=model, train=train, frontend=args.frontend, cache=cache)
     trained_now = cache.misses > 0
     from kws.export import TFLITE_FILE, export_stage
 
-    ds = SpeechCommands(resolve_data_dir(args.data_dir), data_config)
     exports = {k: export_stage(artifact, load_model, k, ds, args.frontend, cache=cache) for k in kinds}
     seconds = time.perf_counter() - start
     if args.out:

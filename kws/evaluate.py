@@ -306,7 +306,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from kws.features import get_frontend
 
     runner = TFLiteRunner(args.model)
-    config = _data_config(args.labels)
+    from kws.data.cli import labels_config
+
+    config = labels_config(args.labels)
     if len(config.labels) != runner.num_classes:
         raise KwsError(f"--labels lists {len(config.labels)} labels but {args.model} outputs "
                        f"{runner.num_classes} classes")
@@ -324,24 +326,6 @@ def run_eval(args: argparse.Namespace) -> int:
               "data_dir": str(args.data_dir), "split": args.split}
     print(json.dumps(report) if args.json else format_result(result, report))
     return 0
-
-
-def _data_config(labels_arg: str | None):
-    """The :class:`DataConfig` for ``--labels``: a permutation of the 12 labels."""
-    from kws.data.dataset import ARM_LABELS, DataConfig
-
-    if labels_arg is None:
-        return DataConfig(labels=ARM_LABELS)
-    labels = tuple(s.strip() for s in labels_arg.split(",") if s.strip())
-    valid = set(ARM_LABELS)
-    unknown = [name for name in labels if name not in valid]
-    if unknown:
-        raise KwsError(f"--labels: unknown label(s) {', '.join(unknown)}; valid labels are "
-                       f"{', '.join(ARM_LABELS)}")
-    try:
-        return DataConfig(labels=labels)
-    except ValueError as exc:
-        raise KwsError(f"--labels: {exc}") from None
 
 
 def format_result(result: EvalResult, report: dict) -> str:

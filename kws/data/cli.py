@@ -49,6 +49,22 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unknown-pct", type=float, default=10.0, help="sampled unknown words, %% of each split")
 
 
+def labels_config(labels_arg: str | None) -> DataConfig:
+    """The :class:`DataConfig` for a ``--labels`` option: a permutation of the 12 labels
+    (default: Arm's order). Errors name the option and list the valid labels."""
+    if labels_arg is None:
+        return DataConfig(labels=ARM_LABELS)
+    labels = tuple(s.strip() for s in labels_arg.split(",") if s.strip())
+    unknown = [name for name in labels if name not in ARM_LABELS]
+    if unknown:
+        raise KwsError(f"--labels: unknown label(s) {', '.join(unknown)}; valid labels are "
+                       f"{', '.join(ARM_LABELS)}")
+    try:
+        return DataConfig(labels=labels)
+    except ValueError as exc:
+        raise KwsError(f"--labels: {exc}") from None
+
+
 def _config(args: argparse.Namespace) -> DataConfig:
     labels = args.labels or (ARM_LABELS if tuple(args.wanted_words) == KEYWORDS
                              else ("_silence_", "_unknown_", *args.wanted_words))

@@ -78,8 +78,7 @@ def run_pathway(name: str, params: PathwayParams = PathwayParams(), *, data_dir=
     own_baseline = pathway.model(model, params) != model
     model = pathway.model(model, params)
     base_train = replace(base_train, seed=params.seed)
-    baseline = train_baseline(ds.root, model=model, train=base_train, frontend=frontend,
-                              data_config=data_config, cache=cache)
+    baseline = train_baseline(ds, model=model, train=base_train, frontend=frontend, cache=cache)
     baseline_int8 = export_stage(baseline, load_model, "int8", ds, frontend, cache=cache)
     lazy = _LazyContext(ds, frontend, base_train)
     parent, preserved, stages = baseline, frozenset(), []
