@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "kws.evaluate",
     "kws.cache",
     "kws.pathways.cli",
+    "kws.vela",
 )
 
 
