@@ -404,13 +404,16 @@ def vela_version() -> str | None:
         return None
 
 
-def _check_tflite(content: bytes, path: Path, target: str) -> None:
-    """Refuse what is not a whole TFLite flatbuffer before Vela sees it: Vela's native
-    core crashes on truncated files instead of saying so. Walking every table and vector
-    in Python takes milliseconds."""
+def _check_identifier(content: bytes, path: Path, target: str) -> None:
     if len(content) < 8 or content[4:8] != _TFLITE_IDENTIFIER:
         raise VelaError(path, target, f"not a TFLite model (no {_TFLITE_IDENTIFIER.decode()} "
                                       "flatbuffer identifier); Vela was not run")
+
+
+def _check_flatbuffer(content: bytes, path: Path, target: str) -> None:
+    """Refuse a truncated or corrupt TFLite file before Vela sees it: Vela's native core
+    crashes on one (SIGSEGV) instead of saying so. Walking every table and vector with
+    Vela's own schema bindings takes milliseconds."""
     from ethosu.vela.tflite.Model import Model
 
     try:
@@ -530,11 +533,10 @@ def estimate(tflite_path: Path | str, target: str | VelaTarget = DEFAULT_TARGET,
         if version is None:
             raise VelaError(path, target.name, f"Vela is not installed (cannot import "
                                                f"ethosu.vela); install {VELA_REQUIREMENT}")
-        _check_tflite(content, path, target.name)
+        _check_flatbuffer(content, path, target.name)
         return _compile(content, path, target, version, sha256, folder)
 
-    if content[4:8] != _TFLITE_IDENTIFIER:  # cheap, and says so before any cache work
-        _check_tflite(content, path, target.name)
+    _check_identifier(content, path, target.name)  # before any cache work
     cache = cache if cache is not None else ArtifactCache()
     artifact = cache.get_or_build(STAGE, material, build)
     return VelaReport.from_dict(json.loads(artifact.file(REPORT_FILE).read_text()))

@@ -263,13 +263,24 @@ def test_missing_vela_says_what_to_install(models, monkeypatch):
     assert str(models["int8"]) in str(info.value)
 
 
-def test_a_failing_vela_run_reports_velas_message(models):
-    bogus = VelaTarget("bogus", "ethos-u55-256", "No_Such_System", "Shared_Sram")
+#: Targets Vela refuses, and the words of its refusal.
+BROKEN_TARGETS = {
+    "system-config": (VelaTarget("bogus", "ethos-u55-256", "No_Such_System", "Shared_Sram"),
+                      "Section System_Config.No_Such_System not found"),
+    "memory-mode": (VelaTarget("bogus", "ethos-u55-256", "Ethos_U55_High_End_Embedded", "Nope"),
+                    "Section Memory_Mode.Nope not found"),
+    "accelerator": (VelaTarget("bogus", "ethos-u99-1", "Ethos_U55_High_End_Embedded", "Shared_Sram"),
+                    "invalid choice: 'ethos-u99-1'"),
+}
+
+
+@pytest.mark.parametrize(("target", "vela_says"), BROKEN_TARGETS.values(), ids=BROKEN_TARGETS)
+def test_a_failing_vela_run_reports_velas_message(models, target, vela_says):
     cache = ArtifactCache()
-    with pytest.raises(VelaError) as info:
-        estimate(models["int8"], bogus, cache=cache)
+    with pytest.raises(VelaError, match="Vela failed") as info:
+        estimate(models["int8"], target, cache=cache)
     message = str(info.value)
-    assert "Section System_Config.No_Such_System not found" in message  # Vela's own words
+    assert vela_says in message
     assert str(models["int8"]) in message and "target bogus" in message
     assert "Traceback" not in message and "\n" not in message
     assert cache.entries() == [], "a failed compile must not be cached"
