@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The benchmark matrix's options (--kws-*), markers, case generation and reports.
+pytest_plugins = ["kws.matrix.plugin"]
+
 REAL_DATA_ENV = "KWS_REAL_DATA"
 
 

@@ -117,6 +117,7 @@ def run_pathway(name: str, params: PathwayParams = PathwayParams(), *, data_dir=
             "wall_s": time.perf_counter() - start,
         },
         "versions": deployed.manifest.get("versions", {}),
+        "files": {"deployed": str(deployed.file(TFLITE_FILE))},
     }
     if inspect:
         record["inspection"] = _inspect(pathway, params, stages, plain, deployed.file(TFLITE_FILE))

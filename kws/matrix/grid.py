@@ -1,0 +1,229 @@
+"""The benchmark matrix: tiers read from a declarative TOML grid, and the cases generated
+from the pathway registry and that grid (never listed by hand).
+
+A :class:`Case` is one pathway at one point of its hyperparameters, one seed, in one
+tier. Its :attr:`Case.slug` (``pcqat-s0.50-c16-seed0``) is its pytest id and its key in
+``results/``; :attr:`Case.group` names the tree prefix it shares with other cases, so
+pytest-xdist (``--dist loadgroup``) sends cases that reuse the same trained stages to the
+same worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kws.pathways.registry import HYPERPARAMETERS, PATHWAYS, Pathway, PathwayParams, make_params, taken
+
+TIERS = ("smoke", "nightly", "paper")
+DATA_MODES = ("default", "required")
+_TIER_KEYS = {"description", "seeds", "baseline_epochs", "finetune_epochs", "data", "pathways",
+              "axes", "pathway_axes", "model", "frontend"}
+
+
+class GridError(ValueError):
+    """The grid file is malformed; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    baseline_epochs: int
+    finetune_epochs: int
+    data: str
+    axes: dict = field(hash=False)
+    pathway_axes: dict = field(hash=False, default_factory=dict)
+    pathways: tuple[str, ...] = tuple(PATHWAYS)
+    model: str = "ds-cnn-s"
+    frontend: str = "mlperf-tiny"
+
+    def axes_of(self, pathway: Pathway) -> dict[str, tuple]:
+        """The axes ``pathway`` takes, with this tier's per-pathway replacements."""
+        axes = {**self.axes, **self.pathway_axes.get(pathway.name, {})}
+        return {name: tuple(axes[name]) for name in pathway.takes}
+
+
+@dataclass(frozen=True)
+class Case:
+    pathway: str
+    params: PathwayParams
+    tier: str
+    baseline_epochs: int
+    model: str = "ds-cnn-s"
+    frontend: str = "mlperf-tiny"
+
+    @property
+    def family(self) -> str:
+        return PATHWAYS[self.pathway].family
+
+    @property
+    def takes(self) -> tuple[str, ...]:
+        return PATHWAYS[self.pathway].takes
+
+    @property
+    def export(self) -> str:
+        return PATHWAYS[self.pathway].export
+
+    @property
+    def slug(self) -> str:
+        return slug(self.pathway, self.params)
+
+    @property
+    def group(self) -> str:
+        """Cases with the same group share trained stages: the baseline (same seed) and
+        the first technique stage with its parameters."""
+        pathway = PATHWAYS[self.pathway]
+        stages = pathway.stages(self.params)
+        first = f"{stages[0].family}-{_digest(stages[0].params())}" if stages else "baseline"
+        model = pathway.model(_model_config(self.model), self.params).slug
+        return f"{self.tier}-seed{self.params.seed}-{model}-{first}"
+
+    def config(self) -> dict:
+        """Everything that defines the case's result, for history keys."""
+        return {"pathway": self.pathway, "params": taken(PATHWAYS[self.pathway], self.params),
+                "model": self.model, "frontend": self.frontend, "baseline_epochs": self.baseline_epochs}
+
+    def config_key(self, data_id: str) -> str:
+        return _digest({**self.config(), "data": data_id})
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _model_config(name: str):
+    from kws.models import parse_model
+
+    return parse_model(name)
+
+
+def _number(value: float) -> str:
+    """0.5 -> '0.50', 0.875 -> '0.875': two decimals at least, more only when needed."""
+    text = f"{value:.4f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def slug(pathway: str, params: PathwayParams) -> str:
+    """The case id: the pathway, then each hyperparameter it takes, then the seed.
+
+    ``p-s0.75-seed0``, ``p-s0.75-poly-seed0`` (polynomial schedule), ``c-c16-seed0``,
+    ``pcqat-s0.50-c32-seed1``, ``alpha-a0.50-seed0``, ``p24qat-seed1``, ``ptq_int8-seed0``.
+    Hyperparameters at their defaults that do not define a point (the constant schedule)
+    are left out, so ids stay short and stable."""
+    takes = PATHWAYS[pathway].takes
+    parts = [pathway]
+    if "sparsity" in takes:
+        parts.append(f"s{_number(params.sparsity)}")
+    if "schedule" in takes and params.schedule != "constant":
+        parts.append({"polynomial": "poly"}.get(params.schedule, params.schedule))
+    if "clusters" in takes:
+        parts.append(f"c{params.clusters}")
+    if "alpha" in takes:
+        parts.append(f"a{_number(params.alpha)}")
+    parts.append(f"seed{params.seed}")
+    return "-".join(parts)
+
+
+# ----- reading the grid -----------------------------------------------------------------
+
+
+def load_grid(path: Path) -> dict[str, Tier]:
+    """The tiers of the grid file at ``path``, validated (unknown keys, pathways, axis
+    names and out-of-range values all fail with the file and entry named)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise GridError(f"{path}: grid file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GridError(f"{path}: not valid TOML: {exc}") from None
+    tiers = raw.get("tiers")
+    if not isinstance(tiers, dict) or not tiers:
+        raise GridError(f"{path}: needs [tiers.<name>] tables")
+    return {name: _tier(path, name, entry) for name, entry in tiers.items()}
+
+
+def _tier(path: Path, name: str, entry: dict) -> Tier:
+    where = f"{path}: [tiers.{name}]"
+    unknown = sorted(set(entry) - _TIER_KEYS)
+    if unknown:
+        raise GridError(f"{where}: unknown key(s) {unknown}; valid: {sorted(_TIER_KEYS)}")
+    missing = sorted({"seeds", "baseline_epochs", "finetune_epochs", "axes"} - set(entry))
+    if missing:
+        raise GridError(f"{where}: missing {missing}")
+    data = entry.get("data", "default")
+    if data not in DATA_MODES:
+        raise GridError(f"{where}: data must be one of {DATA_MODES}, got {data!r}")
+    pathways = tuple(entry.get("pathways", PATHWAYS))
+    bad = sorted(set(pathways) - set(PATHWAYS))
+    if bad:
+        raise GridError(f"{where}: unknown pathway(s) {bad}; valid: {', '.join(PATHWAYS)}")
+    axes = _axes(f"{where}.axes", entry["axes"])
+    pathway_axes = {}
+    for pname, over in entry.get("pathway_axes", {}).items():
+        if pname not in PATHWAYS:
+            raise GridError(f"{where}.pathway_axes: unknown pathway {pname!r}")
+        pathway_axes[pname] = _axes(f"{where}.pathway_axes.{pname}", over, partial=True)
+    seeds = tuple(entry["seeds"])
+    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise GridError(f"{where}: seeds must be a non-empty list of integers >= 0, got {list(seeds)}")
+    for key in ("baseline_epochs", "finetune_epochs"):
+        if not isinstance(entry[key], int) or entry[key] < 1:
+            raise GridError(f"{where}: {key} must be an integer >= 1, got {entry[key]!r}")
+    tier = Tier(name=name, description=entry.get("description", ""), seeds=seeds,
+                baseline_epochs=entry["baseline_epochs"], finetune_epochs=entry["finetune_epochs"],
+                data=data, axes=axes, pathway_axes=pathway_axes, pathways=pathways,
+                model=entry.get("model", "ds-cnn-s"), frontend=entry.get("frontend", "mlperf-tiny"))
+    try:
+        generate(tier)  # every point must be a valid case
+    except ValueError as exc:
+        raise GridError(f"{where}: {exc}") from None
+    return tier
+
+
+def _axes(where: str, axes: dict, *, partial: bool = False) -> dict[str, tuple]:
+    unknown = sorted(set(axes) - set(HYPERPARAMETERS))
+    if unknown:
+        raise GridError(f"{where}: unknown axis {unknown}; valid: {list(HYPERPARAMETERS)}")
+    if not partial:
+        missing = sorted(set(HYPERPARAMETERS) - set(axes))
+        if missing:
+            raise GridError(f"{where}: missing axis {missing}")
+    for name, values in axes.items():
+        if not isinstance(values, list) or not values or len(set(values)) != len(values):
+            raise GridError(f"{where}: {name} must be a non-empty list of distinct values, got {values!r}")
+    return {name: tuple(values) for name, values in axes.items()}
+
+
+def generate(tier: Tier) -> list[Case]:
+    """Every case of ``tier``: pathway x the product of the axes it takes x seed.
+    Parameters are validated by the registry (a bad value fails here, before training)."""
+    from kws.models import parse_model
+
+    model = parse_model(tier.model)
+    cases = []
+    for seed in tier.seeds:
+        for name in tier.pathways:
+            pathway = PATHWAYS[name]
+            axes = tier.axes_of(pathway)
+            for values in itertools.product(*axes.values()):
+                given = dict(zip(axes, values))
+                params = make_params(pathway, model, **given, epochs=tier.finetune_epochs, seed=seed)
+                cases.append(Case(name, params, tier.name, tier.baseline_epochs, tier.model, tier.frontend))
+    slugs = [c.slug for c in cases]
+    duplicates = sorted({s for s in slugs if slugs.count(s) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate case ids {duplicates}")
+    return cases
+
+
+def case_summary(case: Case) -> dict:
+    return {"case": case.slug, "tier": case.tier, **case.config(), "seed": case.params.seed,
+            "finetune": asdict(case.params.finetune)}

@@ -1,0 +1,232 @@
+"""The pytest plugin of the benchmark matrix: options, markers, case generation, fixtures
+and the session-end hooks. The work lives in :mod:`kws.matrix.session` and its siblings.
+
+Loaded by the project's root ``conftest.py``; elsewhere ``-p kws.matrix.plugin``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from kws.matrix.grid import TIERS, GridError, load_grid
+from kws.matrix.session import MatrixSession
+from kws.matrix.thresholds import ThresholdsError, load_thresholds
+
+FAMILIES = ("ptq", "qat", "prune", "cluster", "structured")
+_KEY = pytest.StashKey[MatrixSession]()
+
+
+# ----- option types: parsed on input -------------------------------------------------------
+
+
+def _existing_dir(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    return path.resolve()
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated integers expected, e.g. 0,1,2") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: seeds must be distinct integers >= 0")
+    return seeds
+
+
+def _targets(text: str) -> tuple[str, ...]:
+    from kws.vela import parse_targets
+
+    try:
+        return tuple(t.name for t in parse_targets(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("kws", "kws-pathways benchmark matrix")
+    group.addoption("--kws-tier", choices=TIERS, default="smoke",
+                    help="which tier of bench/grid.toml to run: smoke (default; synthetic data, one point "
+                         "per pathway), nightly (full grid, 3 seeds), paper (the study's recipe; needs "
+                         "--kws-data-dir)")
+    group.addoption("--kws-data-dir", type=_existing_dir, default=None, metavar="DIR",
+                    help="Speech Commands folder, either layout (default: the synthetic default dataset)")
+    group.addoption("--kws-seeds", type=_seeds, default=None, metavar="0,1,2",
+                    help="replace the tier's seeds")
+    group.addoption("--kws-vela-targets", type=_targets, default=None, metavar="T1,T2",
+                    help="Vela targets to estimate every int8 case on (default: ethos-u55-256); "
+                         "see `kws vela --help`")
+    group.addoption("--kws-gate", action="store_true", default=False,
+                    help="fail the session when a case regressed against the median of its earlier "
+                         "runs in the history (limits in [gate] of the thresholds file)")
+    group.addoption("--kws-grid", type=Path, default=None, metavar="TOML",
+                    help="the grid file (default: bench/grid.toml)")
+    group.addoption("--kws-thresholds", type=Path, default=None, metavar="TOML",
+                    help="the thresholds file (default: bench/thresholds.toml)")
+    group.addoption("--kws-results", type=Path, default=None, metavar="DIR",
+                    help="where history.jsonl and summary.md go (default: results/)")
+
+
+def pytest_configure(config):
+    for family in FAMILIES:
+        config.addinivalue_line("markers", f"{family}: benchmark cases of the {family} family")
+    for tier in TIERS:
+        config.addinivalue_line("markers", f"{tier}: benchmark cases of the {tier} tier")
+    config.addinivalue_line("markers", "kws_check(name): the matrix check a test runs (kws.matrix.checks)")
+    _limit_threads_per_worker()
+    root = config.rootpath
+    grid_path = config.getoption("kws_grid") or root / "bench" / "grid.toml"
+    if config.getoption("kws_grid") is None and not grid_path.is_file():
+        return  # not the project's tree (e.g. a plugin test without a grid): nothing to run
+    try:
+        tier = load_grid(grid_path)[config.getoption("kws_tier")]
+    except GridError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    except KeyError:
+        raise pytest.UsageError(f"--kws-tier {config.getoption('kws_tier')}: {grid_path} has no "
+                                f"[tiers.{config.getoption('kws_tier')}]") from None
+    try:
+        thresholds = load_thresholds(config.getoption("kws_thresholds") or root / "bench" / "thresholds.toml")
+    except ThresholdsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    data_dir = config.getoption("kws_data_dir")
+    if tier.data == "required" and data_dir is None:
+        raise pytest.UsageError(f"--kws-tier {tier.name} runs on real Speech Commands: give --kws-data-dir "
+                                "(the synthetic default dataset is for smoke and nightly)")
+    targets = config.getoption("kws_vela_targets") or ("ethos-u55-256",)
+    matrix = MatrixSession(
+        tier=tier, thresholds=thresholds, results_dir=config.getoption("kws_results") or root / "results",
+        project_root=root, data_dir=data_dir, vela_targets=targets, seeds=config.getoption("kws_seeds"),
+        gate_enabled=config.getoption("kws_gate"))
+    config.stash[_KEY] = matrix
+    config.pluginmanager.register(MatrixRecorder(config, matrix), "kws-matrix-recorder")
+
+
+def _limit_threads_per_worker() -> None:
+    """Under pytest-xdist, each worker's TensorFlow gets its share of the cores instead of
+    all of them, so that -n auto does not oversubscribe the machine."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", share)
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", share)
+
+
+def matrix_session(config) -> MatrixSession | None:
+    return config.stash.get(_KEY, None)
+
+
+# ----- cases -------------------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc):
+    if "kws_case" not in metafunc.fixturenames:
+        return
+    session = matrix_session(metafunc.config)
+    if session is None:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: no benchmark grid (bench/grid.toml or --kws-grid)")
+    marker = metafunc.definition.get_closest_marker("kws_check")
+    check = marker.args[0] if marker else None
+    params = []
+    for case in session.cases_for(check):
+        marks = [getattr(pytest.mark, case.family), getattr(pytest.mark, case.tier),
+                 pytest.mark.xdist_group(case.group)]
+        known = check and session.thresholds.known_failure(case.slug, check, case.tier)
+        if known:
+            marks.append(pytest.mark.xfail(strict=True, reason=known.reason))
+        params.append(pytest.param(case, id=case.slug, marks=marks))
+    metafunc.parametrize("kws_case", params)
+
+
+@pytest.fixture(scope="session")
+def kws_session(request) -> MatrixSession:
+    session = matrix_session(request.config)
+    if session is None:
+        pytest.skip("no benchmark grid")
+    return session
+
+
+@pytest.fixture
+def kws_result(kws_session, kws_case) -> dict:
+    """The case's record: run or fetched through the artifact cache, once per process."""
+    return kws_session.result(kws_case)
+
+
+# ----- recording, progress and the end of the session -----------------------------------------
+
+
+class MatrixRecorder:
+    """Session-level hooks: collects the history rows the cases attach to their reports
+    (under pytest-xdist they travel from the workers to the controller), shows the
+    matrix position and ETA on a terminal, and at the end writes the history and the
+    summary and runs the gate, on the controller only."""
+
+    def __init__(self, config, matrix: MatrixSession):
+        self.config, self.matrix = config, matrix
+        self.worker = hasattr(config, "workerinput")
+        self.done, self.total, self.start = 0, None, time.monotonic()
+        self.written: list[Path] = []
+
+    def pytest_collection_modifyitems(self, items):
+        self.total = sum(1 for item in items if getattr(item, "originalname", None) == "test_run"
+                         and "kws_case" in getattr(item, "fixturenames", ()))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        self.total = sum(1 for i in ids if "::test_run[" in i)
+
+    def pytest_runtest_logreport(self, report):
+        if self.worker or report.when != "call":
+            return
+        rows = [value for name, value in report.user_properties if name == "kws_row"]
+        if rows:
+            self.matrix.rows.extend(rows)
+            self._progress(rows[0]["case"])
+
+    def _progress(self, case: str) -> None:
+        from kws.progress import enabled
+
+        self.done += 1
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if not enabled() or reporter is None:
+            return
+        elapsed = time.monotonic() - self.start
+        total = self.total or "?"
+        eta = (f", ETA {_duration(elapsed / self.done * (self.total - self.done))}"
+               if self.total and self.total >= self.done else "")
+        reporter.write_line(f"[kws] case {self.done}/{total} {case} done, elapsed {_duration(elapsed)}{eta}")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session):
+        if self.worker:
+            return
+        # Reports first, then the verdict: a failing night still leaves a complete report.
+        self.written = self.matrix.finish()
+        if self.matrix.gate_messages:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.worker:
+            return
+        if self.written:
+            terminalreporter.write_sep("-", "kws benchmark matrix")
+            terminalreporter.write_line(f"{len(self.matrix.rows)} case(s) recorded in "
+                                        + ", ".join(str(p) for p in self.written))
+        if self.matrix.gate_messages:
+            terminalreporter.write_sep("=", f"kws gate: {len(self.matrix.gate_messages)} regression(s)", red=True)
+            for message in self.matrix.gate_messages:
+                terminalreporter.write_line(message)
+        elif self.matrix.gate_enabled and self.written:
+            terminalreporter.write_line("kws gate: no regression against the history")
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s"

@@ -1,0 +1,143 @@
+"""``results/summary.md``: per tier, a table like the study's Table 1 (pathway, gzip KB,
+int8 accuracy, Vela time per inference, retrain time) with mean ± std over seeds and the
+best of each column in bold, and our numbers beside the study's."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from tabulate import tabulate
+
+from kws._fs import atomic_write_bytes
+
+#: REFERENCE: DS-CNN-S on Speech Commands v0.02, Vela 3.4 on Ethos-U55-256.
+STUDY_BASELINE = {"accuracy": 95.05, "gzip_kb": 35.76}
+STUDY = (
+    # (label, our point id, gzip KB, accuracy %, Vela us)
+    ("QAT", "qat", 30.42, 94.94, 118.95),
+    ("PQAT (50%)", "pqat-s0.50", 25.18, 94.51, 113.42),
+    ("CQAT (16)", "cqat-c16", 26.52, 94.79, 116.47),
+    ("PCQAT (50%, 32)", "pcqat-s0.50-c32", 24.66, 94.50, 113.20),
+)
+
+
+def point_of(case: str) -> str:
+    """The case id without its seed: the unit that mean ± std is taken over."""
+    head, _, seed = case.rpartition("-seed")
+    return head if seed.isdigit() else case
+
+
+def latest_per_case(rows: list[dict]) -> dict[str, dict[str, dict]]:
+    """{tier: {case: its newest row}} (rows are in the order they were written)."""
+    out: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        out.setdefault(row["tier"], {})[row["case"]] = row
+    return out
+
+
+def _stats(values) -> tuple[float, float] | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _cell(stat, fmt: str, best: bool) -> str:
+    if stat is None:
+        return "-"
+    mean, std = stat
+    text = f"{mean:{fmt}} ± {std:{fmt}}" if std else f"{mean:{fmt}}"
+    return f"**{text}**" if best else text
+
+
+def _points(cases: dict[str, dict]) -> dict[str, list[dict]]:
+    points: dict[str, list[dict]] = {}
+    for case, row in cases.items():
+        points.setdefault(point_of(case), []).append(row)
+    return points
+
+
+def targets_in(rows) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        for target in (row["metrics"].get("vela") or {}):
+            seen[target] = None
+    return list(seen)
+
+
+def _scaled(row: dict, name: str, factor: float) -> float | None:
+    value = row["metrics"].get(name)
+    return None if value is None else factor * value
+
+
+def _vela_us(row: dict, target: str) -> float | None:
+    return (row["metrics"].get("vela") or {}).get(target, {}).get("inference_us")
+
+
+def tier_table(cases: dict[str, dict]) -> str:
+    points = _points(cases)
+    targets = targets_in(cases.values())
+    columns = {  # name: (value of a row, format, better is lower)
+        "gzip KB": (lambda r: _scaled(r, "gzip_bytes", 1e-3), ".2f", True),
+        "int8 accuracy %": (lambda r: _scaled(r, "deployed_accuracy", 100), ".2f", False),
+        **{f"Vela us {t}": (lambda r, t=t: _vela_us(r, t), ".2f", True) for t in targets},
+        "retrain s": (lambda r: r["metrics"].get("retrain_s"), ".1f", True),
+    }
+    stats = {p: {c: _stats(get(r) for r in rows) for c, (get, _, _) in columns.items()} for p, rows in points.items()}
+    best = {}
+    for c, (_, _, lower) in columns.items():
+        # A pathway that does not retrain has no retraining cost to be best at.
+        means = [s[c][0] for s in stats.values() if s[c] is not None and (c != "retrain s" or s[c][0] > 0)]
+        if len(means) > 1:
+            best[c] = (min if lower else max)(means)
+    table = []
+    for point, rows in points.items():
+        cells = [_cell(stats[point][c], fmt, best.get(c) == (stats[point][c] or (None,))[0])
+                 for c, (_, fmt, _) in columns.items()]
+        table.append([point, len(rows), *cells])
+    return tabulate(table, headers=["pathway", "seeds", *columns], tablefmt="github", disable_numparse=True)
+
+
+def study_table(cases: dict[str, dict]) -> str:
+    points = _points(cases)
+    targets = targets_in(cases.values())
+    rows = []
+    base = points.get("ptq_int8")
+    base_stats = (_stats(_scaled(r, "deployed_accuracy", 100) for r in base) if base else None,
+                  _stats(_scaled(r, "gzip_bytes", 1e-3) for r in base) if base else None)
+    rows.append(["baseline (int8)", f"{STUDY_BASELINE['gzip_kb']:.2f}", _cell(base_stats[1], ".2f", False),
+                 f"{STUDY_BASELINE['accuracy']:.2f}", _cell(base_stats[0], ".2f", False), "-",
+                 *["-" for _ in targets]])
+    for label, point, kb, acc, us in STUDY:
+        ours = points.get(point, [])
+        get = lambda f: _stats(f(r) for r in ours) if ours else None  # noqa: E731
+        rows.append([
+            label, f"{kb:.2f}", _cell(get(lambda r: _scaled(r, "gzip_bytes", 1e-3)), ".2f", False),
+            f"{acc:.2f}", _cell(get(lambda r: _scaled(r, "deployed_accuracy", 100)), ".2f", False),
+            f"{us:.2f}", *[_cell(get(lambda r, t=t: _vela_us(r, t)), ".2f", False) for t in targets]])
+    headers = ["study point", "study KB", "ours KB", "study acc %", "ours acc %", "study us (U55-256, Vela 3.4)",
+               *[f"ours us {t}" for t in targets]]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def render(rows: list[dict]) -> str:
+    parts = ["# Benchmark summary", "",
+             "Written by the benchmark suite at the end of each session from `history.jsonl`: the newest run "
+             "of every case, mean ± std over seeds, the best of each column in bold. Accuracy is the "
+             "deployed model's (int8 unless the pathway deploys otherwise) on the test split; retrain time "
+             "is the pathway's fine-tuning (its width baseline for `alpha`).", ""]
+    for tier, cases in latest_per_case(rows).items():
+        newest = max(r["time"] for r in cases.values())
+        commits = sorted({r["commit"][:10] for r in cases.values()})
+        data = sorted({r.get("data_id", "?") for r in cases.values()})
+        parts += [f"## Tier `{tier}`", "",
+                  f"{len(cases)} cases; newest run {newest}; commit(s) {', '.join(commits)}; data {', '.join(data)}.",
+                  "", tier_table(cases), "",
+                  "### Beside the study (DS-CNN-S, full Speech Commands v0.02, 95.05% baseline)", "",
+                  study_table(cases), ""]
+    return "\n".join(parts)
+
+
+def write_summary(path: Path, rows: list[dict]) -> None:
+    atomic_write_bytes(Path(path), render(rows).encode())
