@@ -180,6 +180,17 @@ def checked(stats: ModelStats, spec: ModelSpec) -> ModelStats:
     return stats
 
 
+def clusters_bind(stats: ModelStats, clusters: int, spec: ModelSpec) -> ModelStats:
+    """``stats``, once some checked layer has more weights per output channel than
+    ``clusters``: a layer with fewer holds at most that many values anyway."""
+    out_axis = 0 if stats.source == "tflite" else -1
+    per_channel = [layer.total // layer.shape[out_axis] for layer in checked(stats, spec).checked()]
+    assert max(per_channel) > clusters, (
+        f"no checked layer has more than {clusters} weights per output channel ({spec}): "
+        f"{per_channel}")
+    return stats
+
+
 def qat_kernel_sparsity(model, spec: ModelSpec) -> float:
     """Zeros over weights of the float kernels a QAT model trains (its Conv2D and Dense
     layers; not depthwise): a QAT model cannot be stripped back to plain Keras layers,
@@ -254,7 +265,7 @@ def test_sparsity_and_clusters_survive_pcqat(case, seed):
     spec, sparsity, clusters = case
     (*_, quantised), ctx = run_stages(spec, seed,
                                       [prune(sparsity), cluster(clusters), qat()])
-    stats = checked(_inspect_clusters(int8(quantised, ctx), clusters), spec)
+    stats = clusters_bind(_inspect_clusters(int8(quantised, ctx), clusters), clusters, spec)
     assert stats.sparsity() >= sparsity - SPARSITY_TOLERANCE, (
         f"sparsity {stats.sparsity():.3f} < target {sparsity:.3f} after PCQAT, int8 ({spec})")
     assert stats.max_unique_per_channel() <= clusters, (
@@ -265,7 +276,7 @@ def test_sparsity_and_clusters_survive_pcqat(case, seed):
 @given(spec=MODEL_SPECS, clusters=CLUSTERS, seed=SEEDS)
 def test_clusters_survive_cqat(spec, clusters, seed):
     (_, quantised), ctx = run_stages(spec, seed, [cluster(clusters), qat()])
-    stats = checked(_inspect_clusters(int8(quantised, ctx), clusters), spec)
+    stats = clusters_bind(_inspect_clusters(int8(quantised, ctx), clusters), clusters, spec)
     assert stats.max_unique_per_channel() <= clusters, (
         f"{stats.max_unique_per_channel()} unique int8 values in a channel > {clusters} "
         f"clusters after CQAT ({spec})")
@@ -275,8 +286,9 @@ def test_clusters_survive_cqat(spec, clusters, seed):
 def test_zeros_and_clusters_survive_int8_conversion(case, seed):
     spec, sparsity, clusters = case
     (_, clustered), ctx = run_stages(spec, seed, [prune(sparsity), cluster(clusters)])
-    float_stats = checked(_inspect_clusters(clustered, clusters), spec)
-    int8_stats = checked(_inspect_clusters(int8(clustered, ctx), clusters), spec)
+    float_stats = clusters_bind(_inspect_clusters(clustered, clusters), clusters, spec)
+    int8_stats = clusters_bind(_inspect_clusters(int8(clustered, ctx), clusters), clusters,
+                               spec)
     assert len(int8_stats.checked()) == len(float_stats.checked()), (
         f"{len(int8_stats.checked())} int8 layers checked, {len(float_stats.checked())} "
         f"Keras layers ({spec})")
