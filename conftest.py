@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-# The benchmark matrix's options (--kws-*), markers, case generation and reports.
-pytest_plugins = ["kws.matrix.plugin"]
+# The benchmark matrix's options (--kws-*), markers, case generation and reports; pytester
+# for the tests of the plugin itself.
+pytest_plugins = ["kws.matrix.plugin", "pytester"]
 
 REAL_DATA_ENV = "KWS_REAL_DATA"
 

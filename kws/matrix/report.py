@@ -28,11 +28,11 @@ def point_of(case: str) -> str:
     return head if seed.isdigit() else case
 
 
-def latest_per_case(rows: list[dict]) -> dict[str, dict[str, dict]]:
-    """{tier: {case: its newest row}} (rows are in the order they were written)."""
-    out: dict[str, dict[str, dict]] = {}
+def latest_per_case(rows: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
+    """{(tier, data): {case: its newest row}} (rows are in the order they were written)."""
+    out: dict[tuple[str, str], dict[str, dict]] = {}
     for row in rows:
-        out.setdefault(row["tier"], {})[row["case"]] = row
+        out.setdefault((row["tier"], row.get("data_id", "?")), {})[row["case"]] = row
     return out
 
 
@@ -127,12 +127,11 @@ def render(rows: list[dict]) -> str:
              "of every case, mean ± std over seeds, the best of each column in bold. Accuracy is the "
              "deployed model's (int8 unless the pathway deploys otherwise) on the test split; retrain time "
              "is the pathway's fine-tuning (its width baseline for `alpha`).", ""]
-    for tier, cases in latest_per_case(rows).items():
+    for (tier, data), cases in latest_per_case(rows).items():
         newest = max(r["time"] for r in cases.values())
         commits = sorted({r["commit"][:10] for r in cases.values()})
-        data = sorted({r.get("data_id", "?") for r in cases.values()})
-        parts += [f"## Tier `{tier}`", "",
-                  f"{len(cases)} cases; newest run {newest}; commit(s) {', '.join(commits)}; data {', '.join(data)}.",
+        parts += [f"## Tier `{tier}` on `{data}`", "",
+                  f"{len(cases)} cases; newest run {newest}; commit(s) {', '.join(commits)}.",
                   "", tier_table(cases), "",
                   "### Beside the study (DS-CNN-S, full Speech Commands v0.02, 95.05% baseline)", "",
                   study_table(cases), ""]

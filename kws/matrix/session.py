@@ -79,7 +79,10 @@ class MatrixSession:
         h = hashlib.sha256()
         for split in ("training", "validation", "testing"):
             for clip in ds.clips(split):
-                h.update(f"{split}\0{clip.path.relative_to(root)}\0{clip.path.stat().st_size}\n".encode())
+                if clip.path is None:  # generated silence
+                    h.update(f"{split}\0{clip.label}\n".encode())
+                else:
+                    h.update(f"{split}\0{clip.path.relative_to(root)}\0{clip.path.stat().st_size}\n".encode())
         return f"{root.name}-{h.hexdigest()[:12]}"
 
     # ----- results --------------------------------------------------------------------
