@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH ?= bench
 
 .PHONY: bench test clean-venv
 
@@ -13,9 +14,10 @@ $(BIN)/kws: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The main job: the benchmark suite on the embedded default dataset, history in results/.
+# The main job: the benchmark suite (the smoke matrix, the property checks, the component
+# benchmarks) on the embedded default dataset; history and summary in results/.
 bench: $(BIN)/kws
-	$(BIN)/python -m pytest bench --benchmark-autosave --benchmark-storage=results/benchmarks $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(BENCH) --benchmark-autosave --benchmark-storage=results/benchmarks $(PYTEST_ARGS)
 
 # The tests.
 test: $(BIN)/kws

@@ -58,6 +58,9 @@ def pytest_addoption(parser):
                          "--kws-data-dir)")
     group.addoption("--kws-data-dir", type=_existing_dir, default=None, metavar="DIR",
                     help="Speech Commands folder, either layout (default: the synthetic default dataset)")
+    group.addoption("--kws-eval-dir", type=_existing_dir, default=None, metavar="DIR",
+                    help="also score every deployed model on this Speech Commands folder (e.g. real "
+                         "speech for models trained on the synthetic default data)")
     group.addoption("--kws-seeds", type=_seeds, default=None, metavar="0,1,2",
                     help="replace the tier's seeds")
     group.addoption("--kws-vela-targets", type=_targets, default=None, metavar="T1,T2",
@@ -103,7 +106,7 @@ def pytest_configure(config):
     targets = config.getoption("kws_vela_targets") or ("ethos-u55-256",)
     matrix = MatrixSession(
         tier=tier, thresholds=thresholds, results_dir=config.getoption("kws_results") or root / "results",
-        project_root=root, data_dir=data_dir, vela_targets=targets, seeds=config.getoption("kws_seeds"),
+        project_root=root, data_dir=data_dir, eval_dir=config.getoption("kws_eval_dir"), vela_targets=targets, seeds=config.getoption("kws_seeds"),
         gate_enabled=config.getoption("kws_gate"))
     config.stash[_KEY] = matrix
     config.pluginmanager.register(MatrixRecorder(config, matrix), "kws-matrix-recorder")

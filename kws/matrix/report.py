@@ -81,6 +81,8 @@ def tier_table(cases: dict[str, dict]) -> str:
     columns = {  # name: (value of a row, format, better is lower)
         "gzip KB": (lambda r: _scaled(r, "gzip_bytes", 1e-3), ".2f", True),
         "int8 accuracy %": (lambda r: _scaled(r, "deployed_accuracy", 100), ".2f", False),
+        **({"accuracy on eval data %": (lambda r: _scaled(r, "eval_accuracy", 100), ".2f", False)}
+           if any(r["metrics"].get("eval_accuracy") is not None for r in cases.values()) else {}),
         **{f"Vela us {t}": (lambda r, t=t: _vela_us(r, t), ".2f", True) for t in targets},
         "retrain s": (lambda r: r["metrics"].get("retrain_s"), ".1f", True),
     }
@@ -130,8 +132,10 @@ def render(rows: list[dict]) -> str:
     for (tier, data), cases in latest_per_case(rows).items():
         newest = max(r["time"] for r in cases.values())
         commits = sorted({r["commit"][:10] for r in cases.values()})
+        evals = sorted({r["eval_data"] for r in cases.values() if r.get("eval_data")})
+        scored = f"; also scored on `{'`, `'.join(evals)}`" if evals else ""
         parts += [f"## Tier `{tier}` on `{data}`", "",
-                  f"{len(cases)} cases; newest run {newest}; commit(s) {', '.join(commits)}.",
+                  f"{len(cases)} cases; newest run {newest}; commit(s) {', '.join(commits)}{scored}.",
                   "", tier_table(cases), "",
                   "### Beside the study (DS-CNN-S, full Speech Commands v0.02, 95.05% baseline)", "",
                   study_table(cases), ""]

@@ -31,6 +31,10 @@ class MatrixSession:
     results_dir: Path
     project_root: Path
     data_dir: Path | None = None
+    # A second Speech Commands folder every deployed model is also scored on (its test
+    # split; all of it for the test-set layout): real speech for models trained on the
+    # synthetic default data.
+    eval_dir: Path | None = None
     vela_targets: tuple[str, ...] = ("ethos-u55-256",)
     seeds: tuple[int, ...] | None = None
     gate_enabled: bool = False
@@ -107,19 +111,33 @@ class MatrixSession:
             from kws.vela import estimate
 
             record["vela"] = {t: estimate(tflite, t).to_dict() for t in self.vela_targets}
+        if self.eval_dir is not None:
+            record["metrics"]["eval_accuracy"] = self._eval_accuracy(tflite, case.frontend)
         record["metrics"]["litert_us"] = litert_latency_us(tflite)
         record["times"]["case_wall_s"] = time.perf_counter() - start
         return record
+
+    def _eval_accuracy(self, tflite: Path, frontend: str) -> float:
+        from kws.data import SpeechCommands
+        from kws.errors import KwsError
+        from kws.evaluate import TFLiteRunner, evaluate
+
+        ds = SpeechCommands(self.eval_dir)
+        features, labels = ds.features("testing", frontend)
+        if not len(labels):
+            raise KwsError(f"--kws-eval-dir {self.eval_dir}: no test clips to score the models on")
+        return evaluate(TFLiteRunner(tflite).predict, features, labels, ds.config.labels).accuracy
 
     def row(self, case: Case, record: dict) -> dict:
         """The history line of a case's run (compact: no per-layer data)."""
         metrics = {k: record["metrics"].get(k) for k in (
             "deployed_accuracy", "float_accuracy", "baseline_int8_accuracy", "baseline_float_accuracy",
-            "gzip_bytes", "bytes", "baseline_int8_gzip_bytes", "sparsity", "max_unique_per_channel", "litert_us")}
+            "gzip_bytes", "bytes", "baseline_int8_gzip_bytes", "sparsity", "max_unique_per_channel", "litert_us", "eval_accuracy")}
         metrics["retrain_s"] = record["times"]["retrain_s"]
         metrics["vela"] = {t: {k: v.get(k) for k in VELA_FIELDS} for t, v in record.get("vela", {}).items()}
         return {"time": now(), **self.commit, "tier": case.tier, "case": case.slug,
                 "config_key": case.config_key(self.data_id), "data_id": self.data_id,
+                "eval_data": self.eval_dir.name if self.eval_dir else None,
                 "pathway": case.pathway, "params": record["params"], "seed": case.params.seed,
                 "model": record["model"], "trained_now": record["times"]["trained_now"],
                 "metrics": metrics, "machine": machine(), "versions": record.get("versions", {})}
