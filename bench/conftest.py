@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 # Property checks train real (tiny) models: no per-example deadline, and few examples.
 # `dev` for a laptop, `ci` derandomised so that CI is reproducible, `nightly` for depth.
 # Choose with --hypothesis-profile; the default is `ci` under CI and `dev` elsewhere.
-_SLOW = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_SLOW = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 settings.register_profile("dev", max_examples=4, **_SLOW)
 settings.register_profile("ci", max_examples=4, derandomize=True, print_blob=True, **_SLOW)
 settings.register_profile("nightly", max_examples=30, **_SLOW)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from kws.matrix.checks import CHECKS, CheckFailed, applicable, check_accuracy, check_clusters, check_size
+from kws.matrix.checks import (
+    CHECKS,
+    CheckFailed,
+    applicable,
+    check_accuracy,
+    check_clusters,
+    check_size,
+)
 from kws.matrix.grid import Case, GridError, generate, load_grid, slug
 from kws.matrix.history import append_history, gate, read_history
 from kws.matrix.report import point_of, render

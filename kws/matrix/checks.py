@@ -8,8 +8,8 @@ in its message, and asserts first that it has something to check.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from kws.matrix.grid import Case
 from kws.matrix.thresholds import Limits

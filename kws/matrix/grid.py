@@ -17,7 +17,14 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kws.pathways.registry import HYPERPARAMETERS, PATHWAYS, Pathway, PathwayParams, make_params, taken
+from kws.pathways.registry import (
+    HYPERPARAMETERS,
+    PATHWAYS,
+    Pathway,
+    PathwayParams,
+    make_params,
+    taken,
+)
 
 TIERS = ("smoke", "nightly", "paper")
 DATA_MODES = ("default", "required")

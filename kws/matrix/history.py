@@ -23,7 +23,7 @@ def git_commit(root: Path) -> dict:
     """The commit the suite runs at, and whether the tree has uncommitted changes."""
     def git(*args) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False)
         except (OSError, subprocess.SubprocessError):
             return None
         return out.stdout.strip() if out.returncode == 0 else None
@@ -41,7 +41,7 @@ def machine() -> dict:
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def read_history(path: Path) -> list[dict]:

@@ -105,19 +105,18 @@ def study_table(cases: dict[str, dict]) -> str:
     points = _points(cases)
     targets = targets_in(cases.values())
     rows = []
-    base = points.get("ptq_int8")
-    base_stats = (_stats(_scaled(r, "deployed_accuracy", 100) for r in base) if base else None,
-                  _stats(_scaled(r, "gzip_bytes", 1e-3) for r in base) if base else None)
-    rows.append(["baseline (int8)", f"{STUDY_BASELINE['gzip_kb']:.2f}", _cell(base_stats[1], ".2f", False),
-                 f"{STUDY_BASELINE['accuracy']:.2f}", _cell(base_stats[0], ".2f", False), "-",
-                 *["-" for _ in targets]])
-    for label, point, kb, acc, us in STUDY:
+    study = (("baseline (int8)", "ptq_int8", STUDY_BASELINE["gzip_kb"], STUDY_BASELINE["accuracy"], None), *STUDY)
+    for label, point, kb, acc, us in study:
         ours = points.get(point, [])
-        get = lambda f: _stats(f(r) for r in ours) if ours else None  # noqa: E731
+
+        def get(value, ours=ours):
+            return _stats(value(r) for r in ours) if ours else None
+
         rows.append([
             label, f"{kb:.2f}", _cell(get(lambda r: _scaled(r, "gzip_bytes", 1e-3)), ".2f", False),
             f"{acc:.2f}", _cell(get(lambda r: _scaled(r, "deployed_accuracy", 100)), ".2f", False),
-            f"{us:.2f}", *[_cell(get(lambda r, t=t: _vela_us(r, t)), ".2f", False) for t in targets]])
+            "-" if us is None else f"{us:.2f}",
+            *[_cell(get(lambda r, t=t: _vela_us(r, t)), ".2f", False) for t in targets]])
     headers = ["study point", "study KB", "ours KB", "study acc %", "ours acc %", "study us (U55-256, Vela 3.4)",
                *[f"ours us {t}" for t in targets]]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
@@ -125,10 +124,10 @@ def study_table(cases: dict[str, dict]) -> str:
 
 def render(rows: list[dict]) -> str:
     parts = ["# Benchmark summary", "",
-             "Written by the benchmark suite at the end of each session from `history.jsonl`: the newest run "
+             ("Written by the benchmark suite at the end of each session from `history.jsonl`: the newest run "
              "of every case, mean ± std over seeds, the best of each column in bold. Accuracy is the "
              "deployed model's (int8 unless the pathway deploys otherwise) on the test split; retrain time "
-             "is the pathway's fine-tuning (its width baseline for `alpha`).", ""]
+             "is the pathway's fine-tuning (its width baseline for `alpha`)."), ""]
     for (tier, data), cases in latest_per_case(rows).items():
         newest = max(r["time"] for r in cases.values())
         commits = sorted({r["commit"][:10] for r in cases.values()})

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from kws.matrix.checks import CHECKS, applicable
 from kws.matrix.grid import Case, Tier, generate
-from kws.matrix.history import HISTORY_FILE, append_history, gate, git_commit, machine, now, read_history
+from kws.matrix.history import (
+    HISTORY_FILE,
+    append_history,
+    gate,
+    git_commit,
+    machine,
+    now,
+    read_history,
+)
 from kws.matrix.report import write_summary
 from kws.matrix.thresholds import Thresholds
 
@@ -176,7 +184,7 @@ def litert_latency_us(tflite: Path, runs: int = LITERT_RUNS) -> float:
     """Median host latency of one batch-1 inference under LiteRT on one thread."""
     import statistics
 
-    interp, feed = litert_invoker(tflite)
+    _, feed = litert_invoker(tflite)
     for _ in range(20):
         feed()
     times = []
