@@ -26,7 +26,8 @@ def test_run(kws_case, kws_session, benchmark, request):
     row = kws_session.row(kws_case, record)
     benchmark.extra_info.update(
         case=kws_case.slug, tier=kws_case.tier, config_key=row["config_key"], data=row["data_id"],
-        trained_now=record["times"]["trained_now"], times=record["times"], metrics=row["metrics"])
+        trained_now=record["times"]["trained_now"], times=record["times"], metrics=row["metrics"],
+        keys=record["keys"], versions=record["versions"])
     request.node.user_properties.append(("kws_row", row))
     accuracy = record["metrics"]["deployed_accuracy"]
     assert accuracy is not None and 0.0 <= accuracy <= 1.0, f"{kws_case.slug}: deployed accuracy {accuracy}"

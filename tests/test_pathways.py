@@ -64,6 +64,7 @@ def _stage_model(record, cache, index=-1):
 
 @pytest.mark.parametrize("name, given, message", [
     ("p", {"sparsity": 1.0}, "sparsity must be in"),
+    ("pcqat", {"clusters": 2}, "pcqat clusters sparsity-preservingly, which needs at least 3 clusters"),
     ("p", {"sparsity": 0.0}, "sparsity must be in"),
     ("c", {"clusters": 1}, r"clusters must be in \[2, 16\]"),
     ("c", {"clusters": 17}, r"pw_1 has 16 weights per output channel"),

@@ -138,6 +138,10 @@ def make_params(pathway: Pathway, model: ModelConfig = ModelConfig(), **given) -
         if not 2 <= params.clusters <= limit:
             raise ValueError(f"clusters must be in [2, {limit}] for {model.slug} ({layer} has {limit} "
                              f"weights per output channel); got {params.clusters}")
+        if "sparsity" in pathway.takes and params.clusters < 3:
+            # Sparsity-preserving clustering spends one centroid on the zeros; TFMOT refuses 2.
+            raise ValueError(f"pathway {pathway.name} clusters sparsity-preservingly, which needs at least 3 "
+                             f"clusters (one is the zero centroid); got {params.clusters}")
     params.finetune  # validates epochs and learning_rate
     return params
 
