@@ -7,7 +7,6 @@ Figures go to ``benchmark.extra_info``.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -319,7 +319,8 @@ alpha = [0.5]
 
 
 @pytest.mark.slow
-def test_a_session_records_the_history_and_the_gate_catches_an_injected_regression(pytester, tmp_path):
+def test_a_session_records_the_history_and_the_gate_catches_an_injected_regression(pytester, tmp_path,
+                                                                                      monkeypatch):
     """Real cases (a 1-epoch baseline on a tiny archive, int8 and dynamic-range models,
     LiteRT, Vela): the history and summary are written, a known failure is an xfail, the
     gate passes against an identical history and fails once the history is made better."""
@@ -346,7 +347,10 @@ vela_weights_ratio = 2.0
     args = _options("--kws-grid", str(grid), "--kws-thresholds", str(thresholds), "--kws-results", str(results),
                     "--kws-data-dir", str(data), "--benchmark-disable", "-q")
 
+    monkeypatch.setenv("KWS_PROGRESS", "1")  # the matrix position, as on a terminal
     first = pytester.runpytest(*args)
+    first.stdout.fnmatch_lines(["[[]kws[]] case 1/2 ptq_dynamic-seed0 done, elapsed *, ETA *",
+                                "[[]kws[]] case 2/2 ptq_int8-seed0 done, elapsed *, ETA 0m00s"])
     # run x2, latency x2, accuracy, npu, vela x2; size xfail; no case to check sparsity or clusters on
     first.assert_outcomes(passed=8, xfailed=1, skipped=2)
     history = read_history(results / "history.jsonl")
@@ -355,7 +359,9 @@ vela_weights_ratio = 2.0
     assert history[1]["metrics"]["vela"]["ethos-u55-256"]["inference_us"] > 0
     assert "| ptq_int8 | 1 |" in " ".join((results / "summary.md").read_text().split())
 
+    monkeypatch.setenv("KWS_PROGRESS", "0")
     same = pytester.runpytest(*args, "--kws-gate")
+    same.stdout.no_fnmatch_line("[[]kws[]] case *")
     assert same.ret == pytest.ExitCode.OK
     same.stdout.fnmatch_lines(["*kws gate: no regression against the history*"])
 

@@ -83,7 +83,6 @@ def pytest_configure(config):
     for tier in TIERS:
         config.addinivalue_line("markers", f"{tier}: benchmark cases of the {tier} tier")
     config.addinivalue_line("markers", "kws_check(name): the matrix check a test runs (kws.matrix.checks)")
-    _limit_threads_per_worker()
     root = config.rootpath
     grid_path = config.getoption("kws_grid") or root / "bench" / "grid.toml"
     if config.getoption("kws_grid") is None and not grid_path.is_file():
@@ -110,16 +109,6 @@ def pytest_configure(config):
         gate_enabled=config.getoption("kws_gate"))
     config.stash[_KEY] = matrix
     config.pluginmanager.register(MatrixRecorder(config, matrix), "kws-matrix-recorder")
-
-
-def _limit_threads_per_worker() -> None:
-    """Under pytest-xdist, each worker's TensorFlow gets its share of the cores instead of
-    all of them, so that -n auto does not oversubscribe the machine."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > 1:
-        share = str(max(1, (os.cpu_count() or 1) // workers))
-        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", share)
-        os.environ.setdefault("TF_NUM_INTEROP_THREADS", share)
 
 
 def matrix_session(config) -> MatrixSession | None:
@@ -194,11 +183,9 @@ class MatrixRecorder:
             self._progress(rows[0]["case"])
 
     def _progress(self, case: str) -> None:
-        from kws.progress import enabled
-
         self.done += 1
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if not enabled() or reporter is None:
+        if reporter is None or not _show_progress(reporter):
             return
         elapsed = time.monotonic() - self.start
         total = self.total or "?"
@@ -228,6 +215,15 @@ class MatrixRecorder:
                 terminalreporter.write_line(message)
         elif self.matrix.gate_enabled and self.written:
             terminalreporter.write_line("kws gate: no regression against the history")
+
+
+def _show_progress(reporter) -> bool:
+    """The matrix position and ETA show on a terminal, not in CI logs (``KWS_PROGRESS=1``
+    or ``0`` forces them). pytest captures sys.stderr, so ask the terminal reporter."""
+    forced = os.environ.get("KWS_PROGRESS")
+    if forced is not None:
+        return forced not in ("", "0", "false", "no")
+    return bool(getattr(reporter, "isatty", False)) and not os.environ.get("CI")
 
 
 def _duration(seconds: float) -> str:
