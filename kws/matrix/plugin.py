@@ -191,6 +191,7 @@ class MatrixRecorder:
         total = self.total or "?"
         eta = (f", ETA {_duration(elapsed / self.done * (self.total - self.done))}"
                if self.total and self.total >= self.done else "")
+        reporter.ensure_newline()
         reporter.write_line(f"[kws] case {self.done}/{total} {case} done, elapsed {_duration(elapsed)}{eta}")
 
     @pytest.hookimpl(tryfirst=True)
