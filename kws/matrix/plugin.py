@@ -174,6 +174,7 @@ class MatrixRecorder:
     def pytest_xdist_node_collection_finished(self, node, ids):
         self.total = sum(1 for i in ids if "::test_run[" in i)
 
+    @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report):
         if self.worker or report.when != "call":
             return
@@ -191,7 +192,9 @@ class MatrixRecorder:
         total = self.total or "?"
         eta = (f", ETA {_duration(elapsed / self.done * (self.total - self.done))}"
                if self.total and self.total >= self.done else "")
-        reporter.ensure_newline()
+        writer = getattr(reporter, "_tw", None)  # after pytest's progress dots, start a line
+        if writer is not None and writer.width_of_current_line:
+            writer.line()
         reporter.write_line(f"[kws] case {self.done}/{total} {case} done, elapsed {_duration(elapsed)}{eta}")
 
     @pytest.hookimpl(tryfirst=True)
