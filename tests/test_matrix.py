@@ -167,6 +167,20 @@ def test_checks_apply_only_where_they_mean_something():
     assert "sparsity" in applicable(_case("p24qat")) and "sparsity" not in applicable(_case("filter"))
 
 
+def test_every_check_has_its_own_test_function_in_the_matrix():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_test_matrix", MATRIX_TESTS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    marked = {}
+    for name, fn in vars(module).items():
+        for mark in getattr(fn, "pytestmark", []):
+            if mark.name == "kws_check":
+                marked[mark.args[0]] = name
+    assert marked == {name: f"test_{name}" for name in CHECKS}
+
+
 def test_a_failed_check_names_the_metric_the_value_the_limit_and_the_case():
     case = _case("p", sparsity=0.5)
     with pytest.raises(CheckFailed) as err:
@@ -378,6 +392,22 @@ def replace_metrics(row: dict) -> dict:
     """An earlier run that was 20% smaller than anything this code produces."""
     metrics = dict(row["metrics"], gzip_bytes=int(row["metrics"]["gzip_bytes"] * 0.8))
     return dict(row, metrics=metrics)
+
+
+def test_a_case_that_failed_fails_its_checks_with_the_same_error_without_running_again(tmp_path):
+    from kws.errors import KwsError
+    from kws.matrix.session import MatrixSession
+
+    tier = load_grid(_write(tmp_path / "grid.toml", GOOD_TIER))["smoke"]
+    (tmp_path / "empty").mkdir()
+    session = MatrixSession(tier, load_thresholds(THRESHOLDS), tmp_path / "results", ROOT,
+                            data_dir=tmp_path / "empty")
+    case = next(c for c in session.cases if c.pathway == "p")
+    with pytest.raises(KwsError, match="empty") as first:
+        session.result(case)
+    with pytest.raises(KwsError) as again:
+        session.check("sparsity", case)
+    assert again.value is first.value
 
 
 def test_case_configuration_keys_ignore_the_seedless_fields_of_other_pathways():

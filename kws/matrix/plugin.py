@@ -16,8 +16,10 @@ import pytest
 from kws.matrix.grid import TIERS, GridError, load_grid
 from kws.matrix.session import MatrixSession
 from kws.matrix.thresholds import ThresholdsError, load_thresholds
+from kws.pathways.registry import PATHWAYS
+from kws.vela import DEFAULT_TARGET
 
-FAMILIES = ("ptq", "qat", "prune", "cluster", "structured")
+FAMILIES = tuple(sorted({p.family for p in PATHWAYS.values()}))
 _KEY = pytest.StashKey[MatrixSession]()
 
 
@@ -64,7 +66,7 @@ def pytest_addoption(parser):
     group.addoption("--kws-seeds", type=_seeds, default=None, metavar="0,1,2",
                     help="replace the tier's seeds")
     group.addoption("--kws-vela-targets", type=_targets, default=None, metavar="T1,T2",
-                    help="Vela targets to estimate every int8 case on (default: ethos-u55-256); "
+                    help=f"Vela targets to estimate every int8 case on (default: {DEFAULT_TARGET}); "
                          "see `kws vela --help`")
     group.addoption("--kws-gate", action="store_true", default=False,
                     help="fail the session when a case regressed against the median of its earlier "
@@ -102,11 +104,11 @@ def pytest_configure(config):
     if tier.data == "required" and data_dir is None:
         raise pytest.UsageError(f"--kws-tier {tier.name} runs on real Speech Commands: give --kws-data-dir "
                                 "(the synthetic default dataset is for smoke and nightly)")
-    targets = config.getoption("kws_vela_targets") or ("ethos-u55-256",)
     matrix = MatrixSession(
         tier=tier, thresholds=thresholds, results_dir=config.getoption("kws_results") or root / "results",
-        project_root=root, data_dir=data_dir, eval_dir=config.getoption("kws_eval_dir"), vela_targets=targets, seeds=config.getoption("kws_seeds"),
-        gate_enabled=config.getoption("kws_gate"))
+        project_root=root, data_dir=data_dir, eval_dir=config.getoption("kws_eval_dir"),
+        vela_targets=config.getoption("kws_vela_targets") or (DEFAULT_TARGET,),
+        seeds=config.getoption("kws_seeds"), gate_enabled=config.getoption("kws_gate"))
     config.stash[_KEY] = matrix
     config.pluginmanager.register(MatrixRecorder(config, matrix), "kws-matrix-recorder")
 

@@ -27,6 +27,7 @@ from kws.matrix.history import (
 )
 from kws.matrix.report import write_summary
 from kws.matrix.thresholds import Thresholds
+from kws.vela import DEFAULT_TARGET
 
 SUMMARY_FILE = "summary.md"
 LITERT_RUNS = 200
@@ -43,12 +44,13 @@ class MatrixSession:
     # split; all of it for the test-set layout): real speech for models trained on the
     # synthetic default data.
     eval_dir: Path | None = None
-    vela_targets: tuple[str, ...] = ("ethos-u55-256",)
+    vela_targets: tuple[str, ...] = (DEFAULT_TARGET,)
     seeds: tuple[int, ...] | None = None
     gate_enabled: bool = False
     rows: list[dict] = field(default_factory=list)
     gate_messages: list[str] = field(default_factory=list)
     _results: dict = field(default_factory=dict, repr=False)
+    _eval_features: dict = field(default_factory=dict, repr=False)
 
     # ----- cases ----------------------------------------------------------------------
     @cached_property
@@ -102,8 +104,17 @@ class MatrixSession:
         """The case's record: pathway metrics, Vela estimates per target, LiteRT latency.
         Built once per process; the artifact cache makes it once across processes."""
         if case.slug not in self._results:
-            self._results[case.slug] = self._run(case)
-        return self._results[case.slug]
+            try:
+                self._results[case.slug] = self._run(case)
+            except Exception as exc:
+                # A case that failed (diverged, Vela refused it) fails its checks with the
+                # same error instead of being trained again by each of them.
+                self._results[case.slug] = exc
+                raise
+        result = self._results[case.slug]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def _run(self, case: Case) -> dict:
         from kws.models import parse_model
@@ -130,11 +141,14 @@ class MatrixSession:
         from kws.errors import KwsError
         from kws.evaluate import TFLiteRunner, evaluate
 
-        ds = SpeechCommands(self.eval_dir)
-        features, labels = ds.features("testing", frontend)
-        if not len(labels):
-            raise KwsError(f"--kws-eval-dir {self.eval_dir}: no test clips to score the models on")
-        return evaluate(TFLiteRunner(tflite).predict, features, labels, ds.config.labels).accuracy
+        if frontend not in self._eval_features:
+            ds = SpeechCommands(self.eval_dir)
+            features, labels = ds.features("testing", frontend)
+            if not len(labels):
+                raise KwsError(f"--kws-eval-dir {self.eval_dir}: no test clips to score the models on")
+            self._eval_features[frontend] = features, labels, ds.config.labels
+        features, labels, names = self._eval_features[frontend]
+        return evaluate(TFLiteRunner(tflite).predict, features, labels, names).accuracy
 
     def row(self, case: Case, record: dict) -> dict:
         """The history line of a case's run (compact: no per-layer data)."""
