@@ -254,7 +254,10 @@ def test_the_summary_averages_seeds_marks_the_best_and_sits_beside_the_study():
 
 
 def _options(*extra):
-    return ["-p", "kws.matrix.plugin", "-p", "no:cacheprovider", *extra]
+    # Inner sessions run inside an xdist worker under `make test`; pytest-benchmark would
+    # warn there that it is disabled, which says nothing about the session under test.
+    return ["-p", "kws.matrix.plugin", "-p", "no:cacheprovider",
+            "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning", *extra]
 
 
 def test_help_shows_the_kws_options(pytester):
