@@ -35,7 +35,7 @@ def test_run(kws_case, kws_session, benchmark, request):
 
 def test_latency(kws_case, kws_result, benchmark):
     """Host latency of one batch-1 inference of the deployed model under LiteRT."""
-    _, infer = litert_invoker(Path(kws_result["files"]["deployed"]))
+    infer = litert_invoker(Path(kws_result["files"]["deployed"]))
     out = benchmark.pedantic(infer, rounds=100, iterations=5, warmup_rounds=10)
     benchmark.extra_info.update(case=kws_case.slug, export=kws_case.export)
     assert out.shape[-1] == 12, f"{kws_case.slug}: output shape {out.shape}"

@@ -12,8 +12,9 @@ import io
 import os
 import shutil
 import tempfile
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import platformdirs
@@ -69,3 +70,13 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_toml(path: Path, error: type[Exception], what: str) -> dict:
+    """The TOML file at ``path``; a missing or malformed file raises ``error`` naming it."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None

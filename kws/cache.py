@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from kws import _fs
-from kws.errors import KwsError
+from kws.errors import KwsError, argument_type
 
 log = logging.getLogger(__name__)
 
@@ -577,13 +577,6 @@ def format_age(age: datetime.timedelta) -> str:
     return f"{seconds:g}s"
 
 
-def _age_argument(text: str) -> datetime.timedelta:
-    try:
-        return parse_age(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def register(subparsers) -> None:
     cache = subparsers.add_parser("cache", help="list, size or clear the artifact cache")
     sub = cache.add_subparsers(dest="cache_command", required=True, metavar="COMMAND")
@@ -593,7 +586,7 @@ def register(subparsers) -> None:
     ls.set_defaults(func=run_ls)
 
     clear = sub.add_parser("clear", help="remove cached artifacts (all, or the old ones)")
-    clear.add_argument("--older-than", type=_age_argument, default=None, metavar="AGE",
+    clear.add_argument("--older-than", type=argument_type(parse_age), default=None, metavar="AGE",
                        help=f"only entries built longer ago than AGE: {AGE_FORMS}")
     clear.set_defaults(func=run_clear)
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class KwsError(Exception):
@@ -20,3 +25,15 @@ class BadAudioError(KwsError, ValueError):
 
 class DatasetError(KwsError, ValueError):
     """A dataset folder that cannot be used as it is (missing or empty label folders, ...)."""
+
+
+def argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse ``type=`` from a parser that raises ``ValueError``: argparse then
+    prints the parser's own message as a usage error, not a traceback."""
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert

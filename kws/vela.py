@@ -50,7 +50,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kws.errors import KwsError
+from kws.errors import KwsError, argument_type
 
 STAGE = "vela"
 #: Bump when the meaning or the fields of a stored report change: every key changes.
@@ -557,17 +557,10 @@ def estimate_all(tflite_path: Path | str, targets: str | Iterable[str | VelaTarg
 # ---------------------------------------------------------------------------------------
 
 
-def _targets_argument(text: str) -> list[VelaTarget]:
-    try:
-        return parse_targets(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("vela", help="Ethos-U NPU estimates of a TFLite model (Vela)")
     p.add_argument("model", type=Path, metavar="M.tflite", help="a TFLite model (int8 to run on the NPU)")
-    p.add_argument("--target", type=_targets_argument, default=[TARGETS[DEFAULT_TARGET]],
+    p.add_argument("--target", type=argument_type(parse_targets), default=[TARGETS[DEFAULT_TARGET]],
                    metavar="NAME[,NAME...]",
                    help=f"{', '.join(TARGETS)} or {ALL_TARGETS} (default {DEFAULT_TARGET})")
     p.add_argument("--per-layer", action="store_true", help="also print each target's per-layer table")

@@ -341,10 +341,9 @@ def test_a_session_records_the_history_and_the_gate_catches_an_injected_regressi
     """Real cases (a 1-epoch baseline on a tiny archive, int8 and dynamic-range models,
     LiteRT, Vela): the history and summary are written, a known failure is an xfail, the
     gate passes against an identical history and fails once the history is made better."""
-    # In-process runs drop the modules they imported when they end; TensorFlow cannot be
-    # imported twice in one process, so it is imported here, outside them.
-    import kws.compat  # noqa: F401
-
+    # Each session runs in its own process: an in-process run drops the modules it
+    # imported when it ends, and TensorFlow and Vela's native modules cannot be imported
+    # twice in one process.
     data = make_archive(tmp_path / "data", speakers=16)
     pytester.makepyfile(test_matrix=MATRIX_TESTS.read_text())
     grid = pytester.makefile(".toml", grid=E2E_GRID)
@@ -365,7 +364,7 @@ vela_weights_ratio = 2.0
                     "--kws-data-dir", str(data), "--benchmark-disable", "-q")
 
     monkeypatch.setenv("KWS_PROGRESS", "1")  # the matrix position, as on a terminal
-    first = pytester.runpytest(*args)
+    first = pytester.runpytest_subprocess(*args)
     first.stdout.fnmatch_lines(["[[]kws[]] case 1/2 ptq_dynamic-seed0 done, elapsed *, ETA *",
                                 "[[]kws[]] case 2/2 ptq_int8-seed0 done, elapsed *, ETA 0m00s"])
     # run x2, latency x2, accuracy, npu, vela x2; size xfail; no case to check sparsity or clusters on
@@ -377,14 +376,14 @@ vela_weights_ratio = 2.0
     assert "| ptq_int8 | 1 |" in " ".join((results / "summary.md").read_text().split())
 
     monkeypatch.setenv("KWS_PROGRESS", "0")
-    same = pytester.runpytest(*args, "--kws-gate")
+    same = pytester.runpytest_subprocess(*args, "--kws-gate")
     same.stdout.no_fnmatch_line("[[]kws[]] case *")
     assert same.ret == pytest.ExitCode.OK
     same.stdout.fnmatch_lines(["*kws gate: no regression against the history*"])
 
     better = [replace_metrics(r) for r in read_history(results / "history.jsonl")]
     (results / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in better))
-    regressed = pytester.runpytest(*args, "--kws-gate")
+    regressed = pytester.runpytest_subprocess(*args, "--kws-gate")
     assert regressed.ret == pytest.ExitCode.TESTS_FAILED
     regressed.stdout.fnmatch_lines(["*kws gate: * regression(s)*",
                                     "ptq_int8-seed0: gzip size * B is *% above the median of 2 earlier run(s)*"])

@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from kws._fs import read_toml
 from kws.pathways.registry import (
     HYPERPARAMETERS,
     PATHWAYS,
@@ -145,12 +145,7 @@ def load_grid(path: Path) -> dict[str, Tier]:
     """The tiers of the grid file at ``path``, validated (unknown keys, pathways, axis
     names and out-of-range values all fail with the file and entry named)."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise GridError(f"{path}: grid file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise GridError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, GridError, "grid file")
     tiers = raw.get("tiers")
     if not isinstance(tiers, dict) or not tiers:
         raise GridError(f"{path}: needs [tiers.<name>] tables")
@@ -229,8 +224,3 @@ def generate(tier: Tier) -> list[Case]:
     if duplicates:
         raise ValueError(f"duplicate case ids {duplicates}")
     return cases
-
-
-def case_summary(case: Case) -> dict:
-    return {"case": case.slug, "tier": case.tier, **case.config(), "seed": case.params.seed,
-            "finetune": asdict(case.params.finetune)}

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from kws.errors import argument_type
 from kws.matrix.grid import TIERS, GridError, load_grid
 from kws.matrix.session import MatrixSession
 from kws.matrix.thresholds import ThresholdsError, load_thresholds
 from kws.pathways.registry import PATHWAYS
-from kws.vela import DEFAULT_TARGET
+from kws.vela import DEFAULT_TARGET, parse_targets
 
 FAMILIES = tuple(sorted({p.family for p in PATHWAYS.values()}))
 _KEY = pytest.StashKey[MatrixSession]()
@@ -43,13 +44,9 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
+@argument_type
 def _targets(text: str) -> tuple[str, ...]:
-    from kws.vela import parse_targets
-
-    try:
-        return tuple(t.name for t in parse_targets(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return tuple(t.name for t in parse_targets(text))
 
 
 def pytest_addoption(parser):

@@ -198,7 +198,7 @@ def litert_latency_us(tflite: Path, runs: int = LITERT_RUNS) -> float:
     """Median host latency of one batch-1 inference under LiteRT on one thread."""
     import statistics
 
-    _, feed = litert_invoker(tflite)
+    feed = litert_invoker(tflite)
     for _ in range(20):
         feed()
     times = []
@@ -210,7 +210,7 @@ def litert_latency_us(tflite: Path, runs: int = LITERT_RUNS) -> float:
 
 
 def litert_invoker(tflite: Path):
-    """(interpreter, a function that sets one input, invokes and reads the output)."""
+    """A function that sets one batch-1 input, invokes and reads the output."""
     import numpy as np
 
     from kws.evaluate import TFLiteRunner
@@ -224,4 +224,4 @@ def litert_invoker(tflite: Path):
         interp.set_tensor(inp["index"], clip)
         interp.invoke()
         return interp.get_tensor(out["index"])
-    return interp, feed
+    return feed

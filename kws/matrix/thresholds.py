@@ -4,9 +4,10 @@ per-pathway overrides, the regression gate's limits, and the known failures."""
 from __future__ import annotations
 
 import fnmatch
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+from kws._fs import read_toml
 
 CHECKS = ("accuracy", "sparsity", "clusters", "size", "npu", "vela_latency", "vela_weights")
 
@@ -92,12 +93,7 @@ def load_thresholds(path: Path) -> Thresholds:
     from kws.pathways.registry import PATHWAYS
 
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ThresholdsError(f"{path}: thresholds file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ThresholdsError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_toml(path, ThresholdsError, "thresholds file")
     unknown = sorted(set(raw) - {"default", "tier", "pathway", "gate", "known_failures"})
     if unknown:
         raise ThresholdsError(f"{path}: unknown table(s) {unknown}")
