@@ -12,9 +12,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from kws import models
 from kws.data import DataConfig, SpeechCommands
 from kws.errors import KwsError
-from kws import models
 from kws.models import ModelConfig, parse_model, save_model
 from kws.train import TrainConfig
 

@@ -209,7 +209,7 @@ def _check_stage(stage: str) -> str:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class ArtifactCache:
@@ -532,8 +532,8 @@ def _created(path: Path) -> datetime.datetime:
     artifact, _ = _read_manifest(path, path.parent.name, path.name)
     if artifact is not None:
         created = artifact.created
-        return created if created.tzinfo else created.replace(tzinfo=datetime.timezone.utc)
-    return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+        return created if created.tzinfo else created.replace(tzinfo=datetime.UTC)
+    return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.UTC)
 
 
 def _folder_size(folder: Path) -> int:

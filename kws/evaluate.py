@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class _Quantization:
     dtype: type
 
     @classmethod
-    def of(cls, detail: dict) -> "_Quantization":
+    def of(cls, detail: dict) -> _Quantization:
         scale, zero_point = detail["quantization"]
         return cls(float(scale), int(zero_point), detail["dtype"])
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import warnings
 import zlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 

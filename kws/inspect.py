@@ -25,8 +25,8 @@ Neither TensorFlow nor TFMOT is imported at module level.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -322,8 +322,9 @@ def inspect_tflite(tflite: bytes, *, clusters: int | None = None,
 
 def _schema():
     # kws.compat sets the legacy-Keras switch before TensorFlow is first imported.
-    from kws.compat import tf  # noqa: F401
     from tensorflow.lite.python import schema_py_generated
+
+    from kws.compat import tf  # noqa: F401
 
     return schema_py_generated
 

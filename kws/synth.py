@@ -30,17 +30,17 @@ import sys
 import time
 import wave
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
 from kws import progress as _progress
 from kws._fs import atomic_directory, cache_root
-from kws.data.dataset import LIST_FILES, BACKGROUND_DIR, KEYWORDS, SPLITS
+from kws.data.dataset import BACKGROUND_DIR, KEYWORDS, LIST_FILES, SPLITS
 from kws.data.split import which_split
 from kws.data.wav import CLIP_SAMPLES, SAMPLE_RATE
 from kws.errors import BadAudioError, DatasetError, KwsError

@@ -481,7 +481,7 @@ def _build_at(cache, monkeypatch, when: datetime.datetime, material: dict) -> Ar
 
 def test_clear_older_than_removes_only_old_entries(monkeypatch):
     cache = ArtifactCache()
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     old = _build_at(cache, monkeypatch, now - datetime.timedelta(days=10), {"n": 1})
     recent = _build_at(cache, monkeypatch, now - datetime.timedelta(days=2), {"n": 2})
     fresh = cache.get_or_build("train", {"n": 3}, writes())
@@ -590,7 +590,7 @@ def test_cli_du_reports_per_stage(capsys):
 
 def test_cli_clear_older_than(capsys, monkeypatch):
     cache = ArtifactCache()
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     old = _build_at(cache, monkeypatch, now - datetime.timedelta(days=8), {"n": 1})
     fresh = cache.get_or_build("train", {"n": 2}, writes())
     before = cache.disk_usage()

@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-import scipy.io.wavfile
 
 from kws.cli import main
 from kws.data import (

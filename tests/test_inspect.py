@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from kws.export import to_tflite
-from kws.inspect import (CHECKED, EXCLUDED, SKIPPED, SKIPPED_M_BY_N, ModelStats, format_stats,
-                         inspect_keras, inspect_tflite)
+from kws.inspect import (
+    CHECKED,
+    EXCLUDED,
+    SKIPPED,
+    SKIPPED_M_BY_N,
+    ModelStats,
+    format_stats,
+    inspect_keras,
+    inspect_tflite,
+)
 from kws.models import ModelConfig, build_model
 
 PW = [f"pw_{i}" for i in range(1, 5)]

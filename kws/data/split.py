@@ -28,7 +28,7 @@ def speaker_of(filename: str) -> str:
 
 def which_split(filename: str, validation_pct: float = 10.0, testing_pct: float = 10.0) -> str:
     """``"validation"``, ``"testing"`` or ``"training"`` for a clip, by the reference hash."""
-    if not (0 <= validation_pct and 0 <= testing_pct and validation_pct + testing_pct <= 100):
+    if not (validation_pct >= 0 and testing_pct >= 0 and validation_pct + testing_pct <= 100):
         raise ValueError(
             f"validation_pct ({validation_pct}) and testing_pct ({testing_pct}) must be >= 0 "
             "and sum to at most 100"

@@ -17,7 +17,6 @@ from typing import ClassVar
 from kws.baseline import MODEL_FILE, load_model  # noqa: F401
 from kws.train import TrainConfig, TrainingData
 
-
 SPARSITY = "sparsity"
 CLUSTERS = "clusters"
 

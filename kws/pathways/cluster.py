@@ -35,8 +35,9 @@ class Cluster(Stage):
                 "density": ci.DENSITY_BASED, "random": ci.RANDOM}[self.init]
 
     def run(self, model, ctx: StageContext, preserved):
-        from kws.compat import tfmot
         from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster
+
+        from kws.compat import tfmot
 
         # The experimental entry point takes preserve_sparsity explicitly.
         wrapped = cluster.cluster_weights(

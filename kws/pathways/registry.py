@@ -3,8 +3,8 @@ hyperparameters each one takes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Callable
 
 from kws.models import ModelConfig
 from kws.pathways.base import FineTune, Stage

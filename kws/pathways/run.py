@@ -10,8 +10,7 @@ from typing import Any
 
 from kws.baseline import resolve_data_dir, train_baseline
 from kws.data import DataConfig, SpeechCommands
-from kws.models import ModelConfig
-from kws.models import save_model
+from kws.models import ModelConfig, save_model
 from kws.pathways.base import MODEL_FILE, StageContext, load_model
 from kws.pathways.registry import PathwayParams, get_pathway, taken
 from kws.train import TrainConfig

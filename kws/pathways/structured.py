@@ -155,7 +155,7 @@ class _Channels:
         return np.flatnonzero(mask)
 
     @classmethod
-    def full(cls, width: int) -> "_Channels":
+    def full(cls, width: int) -> _Channels:
         return cls(np.arange(width), np.zeros(width, np.float32))
 
 
