@@ -15,6 +15,7 @@ stays cheap for the command line.
 from __future__ import annotations
 
 import contextlib
+import enum
 import gzip
 import logging
 import os
@@ -23,10 +24,19 @@ import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
-KINDS = ("float32", "dynamic", "float16", "int8")
+
+class ExportKind(enum.StrEnum):
+    FLOAT32 = "float32"
+    DYNAMIC = "dynamic"
+    FLOAT16 = "float16"
+    INT8 = "int8"
+
+
+KINDS = tuple(k.value for k in ExportKind)
 
 #: Calibration samples for ``int8``. The TFLite guide suggests 100-500; more only adds
 #: conversion time once the activation ranges have settled.
@@ -171,46 +181,31 @@ def _captured_stderr_fd():
                     sys.stderr.flush()
 
 
-# ----- the cached conversion stage ----------------------------------------------------
+# ----- the conversion step of a case ---------------------------------------------------
 
 STAGE = "tflite"
 TFLITE_FILE = "model.tflite"
 
 
-def export_stage(parent, load_model: Callable, kind: str, ds, frontend, *, cache=None,
-                 max_samples: int = DEFAULT_REPRESENTATIVE_SAMPLES):
-    """Convert the model stored in artifact ``parent`` to TFLite ``kind`` and evaluate it
-    on the test split with LiteRT, as a cached stage (``model.tflite``; metadata: sizes
-    and the test result). ``load_model(parent)`` must return a fresh Keras model.
-
-    The representative data is the unaugmented training split's features; its
-    fingerprint, and the test split's, are part of the key.
-    """
-    from kws.cache import ArtifactCache
-    from kws.features import get_frontend
-
-    cache = cache or ArtifactCache()
-    frontend = get_frontend(frontend)
-    material = {
+def export_material(kind: str, ds, frontend, *, max_samples: int = DEFAULT_REPRESENTATIVE_SAMPLES) -> dict:
+    """What a conversion's output depends on besides its parent model: the kind and, for
+    int8, the representative data (the unaugmented training split's fingerprint)."""
+    kind = ExportKind(kind)
+    return {
         "kind": kind,
         "max_samples": max_samples,
-        "representative": ds.fingerprint("training") if kind == "int8" else None,
-        "test": ds.fingerprint("testing"),
+        "representative": ds.fingerprint("training") if kind is ExportKind.INT8 else None,
         "frontend": frontend.feature_params(),
         "labels": ds.config.labels,
     }
 
-    def build(folder):
-        from kws.evaluate import TFLiteRunner, evaluate
 
-        representative = ds.features("training", frontend)[0] if kind == "int8" else None
-        tflite = to_tflite(load_model(parent), kind, representative, max_samples=max_samples)
-        (folder / TFLITE_FILE).write_bytes(tflite)
-        meta = {"kind": kind, "sizes": sizes(tflite)}
-        test, test_labels = ds.features("testing", frontend)
-        if len(test):
-            runner = TFLiteRunner(tflite)
-            meta["test"] = evaluate(runner.predict, test, test_labels, ds.config.labels).to_dict()
-        return meta
-
-    return cache.get_or_build(STAGE, material, build, parent=parent)
+def build_export(folder: Path, model, kind: str, representative: Callable[[], np.ndarray] | None, *,
+                 max_samples: int = DEFAULT_REPRESENTATIVE_SAMPLES) -> dict:
+    """Write ``model`` converted as ``kind`` to ``folder/model.tflite``; metadata: the
+    kind and the sizes. ``representative`` returns the calibration features (int8)."""
+    kind = ExportKind(kind)
+    features = representative() if kind is ExportKind.INT8 else None
+    tflite = to_tflite(model, kind, features, max_samples=max_samples)
+    (Path(folder) / TFLITE_FILE).write_bytes(tflite)
+    return {"kind": kind, "sizes": sizes(tflite)}

@@ -22,7 +22,10 @@ from kws.matrix.grid import Case, GridError, generate, load_grid, slug
 from kws.matrix.history import append_history, gate, read_history
 from kws.matrix.report import point_of, render
 from kws.matrix.thresholds import GateLimits, Limits, ThresholdsError, load_thresholds
-from kws.pathways.registry import PATHWAYS, PathwayParams
+from kws.pathways.axes import Point
+from kws.pathways.registry import PATHWAYS
+from kws.pipeline import RunSpec
+from kws.record import CaseRecord
 from tests.helpers import make_archive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,19 +37,18 @@ MATRIX_TESTS = ROOT / "bench" / "test_matrix.py"
 # ----- case ids ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pathway, params, expected", [
-    ("pcqat", PathwayParams(sparsity=0.5, clusters=16), "pcqat-s0.50-c16-seed0"),
-    ("pcqat", PathwayParams(sparsity=0.875, clusters=32, schedule="polynomial", seed=2),
-     "pcqat-s0.875-poly-c32-seed2"),
-    ("p", PathwayParams(sparsity=0.75), "p-s0.75-seed0"),
-    ("p24qat", PathwayParams(seed=1), "p24qat-seed1"),
-    ("ptq_int8", PathwayParams(), "ptq_int8-seed0"),
-    ("alpha", PathwayParams(alpha=0.5), "alpha-a0.50-seed0"),
-    ("cqat", PathwayParams(clusters=8, sparsity=0.9), "cqat-c8-seed0"),  # sparsity not taken
-    ("filter", PathwayParams(sparsity=0.5), "filter-s0.50-seed0"),
+@pytest.mark.parametrize("pathway, point, seed, expected", [
+    ("pcqat", Point(sparsity=0.5, clusters=16), 0, "pcqat-s0.50-c16-seed0"),
+    ("pcqat", Point(sparsity=0.875, clusters=32, schedule="polynomial"), 2, "pcqat-s0.875-poly-c32-seed2"),
+    ("p", Point(sparsity=0.75), 0, "p-s0.75-seed0"),
+    ("p24qat", Point(), 1, "p24qat-seed1"),
+    ("ptq_int8", Point(), 0, "ptq_int8-seed0"),
+    ("alpha", Point(alpha=0.5), 0, "alpha-a0.50-seed0"),
+    ("cqat", Point(clusters=8, sparsity=0.9), 0, "cqat-c8-seed0"),  # sparsity not taken
+    ("filter", Point(sparsity=0.5), 0, "filter-s0.50-seed0"),
 ])
-def test_slug_names_the_pathway_its_hyperparameters_and_the_seed(pathway, params, expected):
-    assert slug(pathway, params) == expected
+def test_slug_names_the_pathway_its_hyperparameters_and_the_seed(pathway, point, seed, expected):
+    assert slug(pathway, point, seed) == expected
 
 
 def test_the_smoke_ids_are_stable():
@@ -62,7 +64,7 @@ def test_the_smoke_ids_are_stable():
 def test_the_nightly_grid_takes_only_the_axes_each_pathway_uses():
     cases = generate(load_grid(GRID)["nightly"])
     per_seed = {
-        name: sum(1 for c in cases if c.pathway == name and c.params.seed == 0) for name in PATHWAYS}
+        name: sum(1 for c in cases if c.pathway == name and c.seed == 0) for name in PATHWAYS}
     # sparsity 3 x schedule 2 x clusters 3; no axis for qat, ptq, 2:4.
     assert per_seed["pcqat"] == per_seed["pc"] == 18
     assert per_seed["p"] == per_seed["pqat"] == 6
@@ -109,6 +111,7 @@ alpha = [0.5]
     (lambda t: t.replace("clusters = [8]", "clusters = [64]"), r"clusters must be in \[2, 40\]"),
     (lambda t: t.replace("sparsity = [0.5]", "sparsity = [1.5]"), "sparsity must be in"),
     (lambda t: t.replace("alpha = [0.5]", "alpha = [0.5]\nwidth = [1]"), r"unknown axis \['width'\]"),
+    (lambda t: t.replace('schedule = ["constant"]', 'schedule = ["cubic"]'), "schedule must be one of constant, polynomial"),
     (lambda t: t.replace("finetune_epochs = 1", "finetune_epochs = 0"), "finetune_epochs must be an integer >= 1"),
     (lambda t: t.replace("seeds = [0]", "seeds = [0]\nepochs = 3"), r"unknown key\(s\) \['epochs'\]"),
     (lambda t: t.replace("[tiers.smoke.axes]", "[tiers.smoke.axes"), "not valid TOML"),
@@ -150,12 +153,12 @@ def test_thresholds_resolve_default_then_tier_then_pathway_then_both():
 # ----- the checks ---------------------------------------------------------------------------
 
 
-def _case(pathway: str, **params) -> Case:
-    return Case(pathway, PathwayParams(**params), "smoke", 20)
+def _case(pathway: str, seed: int = 0, **axes) -> Case:
+    return Case(pathway, Point(axes), "smoke", RunSpec(seed=seed))
 
 
-def _result(**metrics) -> dict:
-    return {"metrics": metrics}
+def _result(**metrics) -> CaseRecord:
+    return CaseRecord(pathway="x", metrics=metrics)
 
 
 def test_checks_apply_only_where_they_mean_something():
@@ -167,18 +170,14 @@ def test_checks_apply_only_where_they_mean_something():
     assert "sparsity" in applicable(_case("p24qat")) and "sparsity" not in applicable(_case("filter"))
 
 
-def test_every_check_has_its_own_test_function_in_the_matrix():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_test_matrix", MATRIX_TESTS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    marked = {}
-    for name, fn in vars(module).items():
-        for mark in getattr(fn, "pytestmark", []):
-            if mark.name == "kws_check":
-                marked[mark.args[0]] = name
-    assert marked == {name: f"test_{name}" for name in CHECKS}
+def test_checks_read_the_stages_promises_not_pathway_names():
+    assert _case("p24qat").promises == {"sparsity": 0.5}  # the 2:4 stage promises half zeros
+    assert _case("pcqat", sparsity=0.75, clusters=8).promises == {"sparsity": 0.75, "clusters": 8}
+    assert _case("filterqat", sparsity=0.5).promises == {}  # filter pruning keeps no zeros
+    assert _case("cpcqat", clusters=16).promises == {"clusters": 16}
+    # every check names its metric and its limits, which the thresholds file knows by name
+    assert {k for c in CHECKS.values() for k in c.limits} == set(Limits())
+    assert all(c.metric for c in CHECKS.values())
 
 
 def test_a_failed_check_names_the_metric_the_value_the_limit_and_the_case():
@@ -201,7 +200,7 @@ def test_a_check_with_nothing_to_check_fails_instead_of_passing():
     with pytest.raises(CheckFailed, match="metric sparsity is missing"):
         CHECKS["sparsity"].run(_case("p"), _result(sparsity=None), Limits())
     with pytest.raises(CheckFailed, match="no Vela estimate for target ethos-u55-256"):
-        CHECKS["npu"].run(_case("p"), {"metrics": {}, "vela": {}}, Limits(), targets=("ethos-u55-256",))
+        CHECKS["npu"].run(_case("p"), _result(vela={}), Limits(), targets=("ethos-u55-256",))
 
 
 # ----- history, gate, summary ------------------------------------------------------------------
@@ -218,11 +217,12 @@ def test_the_gate_flags_each_kind_of_regression_against_the_median():
     earlier = [_row(acc=0.85), _row(acc=0.86), _row(acc=0.10)]  # median 0.85, robust to the outlier
     limits = GateLimits(accuracy_drop_pp=1.0, size_growth_pct=2.0, latency_growth_pct=5.0)
     assert gate([_row(acc=0.845)], earlier, limits) == []
-    messages = gate([_row(acc=0.83, gzip=26_000, us=120.0)], earlier, limits)
+    messages = sorted(gate([_row(acc=0.83, gzip=26_000, us=120.0)], earlier, limits))
     assert len(messages) == 3
-    assert messages[0].startswith("p-s0.50-seed0: int8 accuracy 83.00% is 2.00 pp below the median of 3")
+    assert messages[2] == ("p-s0.50-seed0: int8 accuracy 83.00% is 2.00 pp below the median of 3 earlier run(s) "
+                           "(85.00%), limit 1.0 pp")
     assert "gzip size 26,000 B is 4.0% above" in messages[1]
-    assert "Vela ethos-u55-256 latency 120.00 us is 6.2% above" in messages[2]
+    assert "Vela ethos-u55-256 latency 120.00 us is 6.2% above" in messages[0]
     # Another configuration's history is not this one's yardstick.
     assert gate([_row(acc=0.5, key="k2")], earlier, limits) == []
 
@@ -282,8 +282,9 @@ def test_collect_only_lists_the_ids_of_each_tier(pytester, tmp_path):
     smoke = _collect(pytester)
     assert {"ptq_int8-seed0", "p24qat-seed0", "pcqat-s0.50-c32-seed0"} <= _ids(smoke)
     assert len(_ids(smoke)) == 17
-    assert _ids(smoke, "test_clusters") == {"c-c16-seed0", "pc-s0.50-c16-seed0", "cqat-c16-seed0",
-                                            "pcqat-s0.50-c32-seed0", "cpc-c16-seed0", "cpcqat-c16-seed0"}
+    clusters = {i.removesuffix("-clusters") for i in _ids(smoke, "test_check") if i.endswith("-clusters")}
+    assert clusters == {"c-c16-seed0", "pc-s0.50-c16-seed0", "cqat-c16-seed0", "pcqat-s0.50-c32-seed0",
+                        "cpc-c16-seed0", "cpcqat-c16-seed0"}
     nightly = _collect(pytester, "--kws-tier", "nightly")
     assert nightly.ret == 0 and len(_ids(nightly)) == 222
     assert {"p-s0.875-poly-seed2", "pcqat-s0.50-c16-seed1", "alpha-a0.75-seed0"} <= _ids(nightly)
@@ -298,6 +299,10 @@ def test_collect_only_lists_the_ids_of_each_tier(pytester, tmp_path):
 def test_marks_select_a_family(pytester):
     assert _ids(_collect(pytester, "-m", "prune")) == {"p-s0.50-seed0", "p24-seed0"}
     assert _ids(_collect(pytester, "-k", "cqat")) == {"cqat-c16-seed0", "pcqat-s0.50-c32-seed0", "cpcqat-c16-seed0"}
+    one = _collect(pytester, "-k", "pcqat and accuracy")
+    assert _ids(one, "test_check") == {"pcqat-s0.50-c32-seed0-accuracy", "cpcqat-c16-seed0-accuracy"}
+    assert not _ids(one)
+    assert {i.rpartition("-")[2] for i in _ids(_collect(pytester, "-k", "sparsity"), "test_check")} == {"sparsity"}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -367,8 +372,8 @@ vela_weights_ratio = 2.0
     first = pytester.runpytest_subprocess(*args)
     first.stdout.fnmatch_lines(["[[]kws[]] case 1/2 ptq_dynamic-seed0 done, elapsed *, ETA *",
                                 "[[]kws[]] case 2/2 ptq_int8-seed0 done, elapsed *, ETA 0m00s"])
-    # run x2, latency x2, accuracy, npu, vela x2; size xfail; no case to check sparsity or clusters on
-    first.assert_outcomes(passed=8, xfailed=1, skipped=2)
+    # run x2, latency x2, checks: accuracy, npu, vela x2; size xfail (no sparsity or cluster promise)
+    first.assert_outcomes(passed=8, xfailed=1)
     history = read_history(results / "history.jsonl")
     assert [r["case"] for r in history] == ["ptq_dynamic-seed0", "ptq_int8-seed0"]
     assert all(r["config_key"] and r["commit"] for r in history)
@@ -414,6 +419,6 @@ def test_a_case_that_failed_fails_its_checks_with_the_same_error_without_running
 
 def test_case_configuration_keys_ignore_the_seedless_fields_of_other_pathways():
     a = _case("qat", sparsity=0.5)
-    b = replace(a, params=replace(a.params, sparsity=0.9))
+    b = replace(a, point=Point(sparsity=0.9))
     assert a.config_key("d") == b.config_key("d")  # qat takes no sparsity
     assert a.config_key("d") != a.config_key("other-data")

@@ -1,18 +1,25 @@
-"""The checks a benchmark case must pass, each a plain function, and which cases each
-one applies to (no cluster check for a pruning-only pathway, no Vela check for a model
-that is not full int8, no accuracy check for the baseline against itself).
+"""The checks a benchmark case must pass, as data: each :class:`Check` names the metric
+it judges, the limits it reads (with their defaults: the thresholds file overrides them
+by name), when it applies, and the case it is compared with.
 
-Every check raises :class:`CheckFailed` with the metric, the value, the limit and the case
-in its message, and asserts first that it has something to check.
+Applicability comes from what a pathway's stages promise (a pruning stage promises its
+sparsity, a clustering stage its clusters) and how it deploys, never from pathway names:
+no cluster check for a pruning-only pathway, no Vela check for a model that is not full
+int8. A check with a reference does not apply to the reference itself (it could not
+fail). Every check raises :class:`CheckFailed` naming the case, the metric, the value and
+the limit, and asserts first that it has something to check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
+from kws.export import ExportKind
 from kws.matrix.grid import Case
-from kws.matrix.thresholds import Limits
+from kws.metrics import get_metric
+from kws.pathways.base import Preserve
 
 
 class CheckFailed(AssertionError):
@@ -21,127 +28,137 @@ class CheckFailed(AssertionError):
 
 @dataclass(frozen=True)
 class Check:
+    """``judge(case, record, limits, reference=..., targets=...)`` raises
+    :class:`CheckFailed`. ``reference``: the pathway whose case of the same seed and
+    tier is the yardstick (``ptq_int8``: the baseline deployed as full int8, the
+    full-width one even for the width pathway; ``qat``: for the NPU figures)."""
+
     name: str
-    applies: Callable[[Case], bool]
-    run: Callable[..., None]
-    # The case it is compared with (same seed and tier): the baseline deployed as full
-    # int8 (``ptq_int8``: the full-width baseline even for the width pathway, which trains
-    # its own), or the QAT model for the NPU figures.
+    metric: str
+    limits: Mapping[str, Any]
+    applies_to: Callable[[Case], bool]
+    judge: Callable[..., None]
     reference: str | None = None
+    description: str = field(default="", compare=False)
+
+    def applies(self, case: Case) -> bool:
+        return case.pathway != self.reference and self.applies_to(case)
+
+    def run(self, case: Case, record, limits, *, reference=None, targets: tuple[str, ...] = ()) -> None:
+        self.judge(case, record, limits, reference=reference, targets=targets)
 
 
 def _fail(case: Case, metric: str, value: str, limit: str, why: str = "") -> None:
     raise CheckFailed(f"{case.slug}: {metric} = {value}, limit {limit}" + (f" ({why})" if why else ""))
 
 
-def _metric(case: Case, result: dict, name: str):
-    value = result["metrics"].get(name)
+def _metrics(record) -> Mapping:
+    return record.metrics if hasattr(record, "metrics") else record["metrics"]
+
+
+def value_of(case: Case, record, name: str, target: str | None = None):
+    """The metric's value in ``record``; a missing one fails (nothing to check)."""
+    metric = get_metric(name)
+    value = metric.value(_metrics(record), target)
     if value is None:
+        if metric.per_target and not (_metrics(record).get("vela") or {}).get(target):
+            raise CheckFailed(f"{case.slug}: no Vela estimate for target {target}; nothing to check")
         raise CheckFailed(f"{case.slug}: metric {name} is missing from the run's record; nothing to check")
     return value
-
-
-def sparsity_target(case: Case) -> float | None:
-    """The fraction of zeros the pathway promises in its prunable layers."""
-    if case.pathway in ("p24", "p24qat"):
-        return 0.5
-    if "sparsity" in case.takes and case.family != "structured":
-        return case.params.sparsity
-    return None
-
-
-def vela_of(case: Case, result: dict, target: str) -> dict:
-    vela = result.get("vela", {}).get(target)
-    if vela is None:
-        raise CheckFailed(f"{case.slug}: no Vela estimate for target {target}; nothing to check")
-    return vela
 
 
 # ----- the checks -----------------------------------------------------------------------
 
 
-def check_accuracy(case: Case, result: dict, limits: Limits, *, reference: dict, **_) -> None:
-    deployed = _metric(case, result, "deployed_accuracy")
-    baseline = _metric(case, reference, "deployed_accuracy")
+def check_accuracy(case: Case, record, limits, *, reference, **_) -> None:
+    deployed = value_of(case, record, "deployed_accuracy")
+    baseline = value_of(case, reference, "deployed_accuracy")
     drop = 100 * (baseline - deployed)
     if drop > limits.accuracy_drop_pp:
         _fail(case, "int8 accuracy drop", f"{drop:.2f} pp ({100 * deployed:.2f}% vs baseline int8 "
               f"{100 * baseline:.2f}%)", f"{limits.accuracy_drop_pp:.2f} pp")
 
 
-def check_sparsity(case: Case, result: dict, limits: Limits, **_) -> None:
-    target = sparsity_target(case)
-    sparsity = _metric(case, result, "sparsity")
+def check_sparsity(case: Case, record, limits, **_) -> None:
+    target = case.promises[Preserve.SPARSITY]
+    sparsity = value_of(case, record, "sparsity")
     floor = target - limits.sparsity_tolerance
     if sparsity < floor:
         _fail(case, "sparsity of the prunable layers (int8)", f"{sparsity:.4f}",
               f">= {floor:.4f} (target {target} - {limits.sparsity_tolerance})")
 
 
-def check_clusters(case: Case, result: dict, limits: Limits, **_) -> None:
-    unique = _metric(case, result, "max_unique_per_channel")
-    limit = case.params.clusters + limits.cluster_slack
+def check_clusters(case: Case, record, limits, **_) -> None:
+    clusters = case.promises[Preserve.CLUSTERS]
+    unique = value_of(case, record, "max_unique_per_channel")
+    limit = clusters + limits.cluster_slack
     if unique > limit:
         _fail(case, "unique int8 values per output channel", str(unique),
-              f"<= {limit} ({case.params.clusters} clusters + {limits.cluster_slack})")
+              f"<= {limit} ({clusters} clusters + {limits.cluster_slack})")
 
 
-def check_size(case: Case, result: dict, limits: Limits, *, reference: dict, **_) -> None:
-    gzip = _metric(case, result, "gzip_bytes")
-    baseline = _metric(case, reference, "gzip_bytes")
+def check_size(case: Case, record, limits, *, reference, **_) -> None:
+    gzip = value_of(case, record, "gzip_bytes")
+    baseline = value_of(case, reference, "gzip_bytes")
     limit = limits.gzip_ratio * baseline
     if gzip > limit:
         _fail(case, "gzip size", f"{gzip:,} B ({gzip / baseline:.3f} x baseline int8 {baseline:,} B)",
               f"<= {limit:,.0f} B ({limits.gzip_ratio} x)")
 
 
-def check_npu(case: Case, result: dict, limits: Limits, *, targets: tuple[str, ...], **_) -> None:
+def check_npu(case: Case, record, limits, *, targets: tuple[str, ...], **_) -> None:
     if not limits.require_all_on_npu:
         return
     for target in targets:
-        vela = vela_of(case, result, target)
-        if vela["cpu_ops"]:
-            names = ", ".join(f"{op['type']} {op['name']}" for op in vela["cpu_ops"])
-            _fail(case, f"operators on the CPU ({target})", names, "none",
-                  f"{vela['npu_ops']} on the NPU")
-        if vela["npu_ops"] < 1:
+        npu_ops = value_of(case, record, "vela_npu_ops", target)
+        cpu_ops = _metrics(record)["vela"][target].get("cpu_ops") or []
+        if cpu_ops:
+            names = ", ".join(f"{op['type']} {op['name']}" for op in cpu_ops)
+            _fail(case, f"operators on the CPU ({target})", names, "none", f"{npu_ops} on the NPU")
+        if npu_ops < 1:
             _fail(case, f"operators on the NPU ({target})", "0", ">= 1")
 
 
-def _vs_reference(case, result, reference, targets, field, ratio, metric, unit):
-    for target in targets:
-        ours, qat = vela_of(case, result, target)[field], vela_of(case, reference, target)[field]
-        if ours > ratio * qat:
-            _fail(case, f"{metric} ({target})", f"{ours:,.2f} {unit} ({ours / qat:.3f} x QAT's {qat:,.2f} {unit})",
-                  f"<= {ratio} x QAT's")
-
-
-def check_vela_latency(case, result, limits, *, reference, targets, **_) -> None:
-    _vs_reference(case, result, reference, targets, "inference_us", limits.vela_latency_ratio,
-                  "Vela inference time", "us")
-
-
-def check_vela_weights(case, result, limits, *, reference, targets, **_) -> None:
-    _vs_reference(case, result, reference, targets, "encoded_weight_bytes", limits.vela_weights_ratio,
-                  "NPU-encoded weights", "B")
+def _ratio_check(metric: str, limit: str, reference: str) -> Callable[..., None]:
+    """Per Vela target: the case's value <= limit x the ``reference`` case's."""
+    def judge(case: Case, record, limits, *, reference, targets, **_) -> None:
+        m, ratio = get_metric(metric), getattr(limits, limit)
+        for target in targets:
+            ours, ref = value_of(case, record, metric, target), value_of(case, reference, metric, target)
+            if ours > ratio * ref:
+                unit = m.unit if m.unit != "fraction" else ""
+                _fail(case, m.name_for(target), f"{ours:,.2f} {unit} ({ours / ref:.3f} x {reference}'s {ref:,.2f} {unit})",
+                      f"<= {ratio} x {reference}'s")
+    return judge
 
 
 def _int8(case: Case) -> bool:
-    return case.export == "int8"
+    return case.export == ExportKind.INT8
 
 
 CHECKS: dict[str, Check] = {c.name: c for c in (
-    # ptq_int8 *is* the baseline's int8 model: comparing it with itself could not fail.
-    Check("accuracy", lambda c: c.pathway != "ptq_int8", check_accuracy, "ptq_int8"),
-    Check("sparsity", lambda c: sparsity_target(c) is not None, check_sparsity),
-    Check("clusters", lambda c: "clusters" in c.takes, check_clusters),
-    Check("size", lambda c: c.pathway != "ptq_int8", check_size, "ptq_int8"),
-    Check("npu", _int8, check_npu),
-    # The reference is the QAT model: QAT itself is not compared with itself.
-    Check("vela_latency", lambda c: _int8(c) and c.pathway != "qat", check_vela_latency, "qat"),
-    Check("vela_weights", lambda c: _int8(c) and c.pathway != "qat", check_vela_weights, "qat"),
+    Check("accuracy", "deployed_accuracy", {"accuracy_drop_pp": 1.0}, lambda c: True, check_accuracy,
+          "ptq_int8", "deployed accuracy at most this many pp below the baseline's int8 accuracy"),
+    Check("sparsity", "sparsity", {"sparsity_tolerance": 0.01}, lambda c: Preserve.SPARSITY in c.promises,
+          check_sparsity, description="zeros in the prunable layers >= the promised sparsity - tolerance"),
+    Check("clusters", "max_unique_per_channel", {"cluster_slack": 1}, lambda c: Preserve.CLUSTERS in c.promises,
+          check_clusters, description="values per output channel <= the promised clusters + slack"),
+    Check("size", "gzip_bytes", {"gzip_ratio": 1.02}, lambda c: True, check_size, "ptq_int8",
+          "gzip size <= this x the baseline's int8 gzip size"),
+    Check("npu", "vela_npu_ops", {"require_all_on_npu": True}, _int8, check_npu,
+          description="every operator of the int8 model placed on the NPU"),
+    Check("vela_latency", "vela_us", {"vela_latency_ratio": 1.02}, _int8,
+          _ratio_check("vela_us", "vela_latency_ratio", "qat"), "qat", "Vela time <= this x the QAT model's"),
+    Check("vela_weights", "vela_encoded_weights", {"vela_weights_ratio": 1.02}, _int8,
+          _ratio_check("vela_encoded_weights", "vela_weights_ratio", "qat"), "qat",
+          "NPU-encoded weights <= this x the QAT model's"),
 )}
 
 
 def applicable(case: Case) -> list[str]:
     return [name for name, check in CHECKS.items() if check.applies(case)]
+
+
+def default_limits() -> dict[str, Any]:
+    """Every check's limits at their defaults (the thresholds file's keys)."""
+    return {k: v for check in CHECKS.values() for k, v in check.limits.items()}

@@ -17,14 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kws._fs import read_toml
-from kws.pathways.registry import (
-    HYPERPARAMETERS,
-    PATHWAYS,
-    Pathway,
-    PathwayParams,
-    make_params,
-    taken,
-)
+from kws.pathways.axes import AXES, Point
+from kws.pathways.base import FineTune, Preserve
+from kws.pathways.registry import PATHWAYS, Pathway, make_point
+from kws.pipeline.spec import RunSpec
+from kws.train import TrainConfig
 
 TIERS = ("smoke", "nightly", "paper")
 DATA_MODES = ("default", "required")
@@ -38,6 +35,9 @@ class GridError(ValueError):
 
 @dataclass(frozen=True)
 class Tier:
+    """``axes``: the values of each axis the tier varies (an axis it does not list keeps
+    its default); ``pathway_axes``: per-pathway replacements."""
+
     name: str
     description: str
     seeds: tuple[int, ...]
@@ -53,17 +53,28 @@ class Tier:
     def axes_of(self, pathway: Pathway) -> dict[str, tuple]:
         """The axes ``pathway`` takes, with this tier's per-pathway replacements."""
         axes = {**self.axes, **self.pathway_axes.get(pathway.name, {})}
-        return {name: tuple(axes[name]) for name in pathway.takes}
+        return {name: tuple(axes.get(name, (AXES[name].default,))) for name in pathway.takes}
+
+    def spec(self, seed: int) -> RunSpec:
+        from kws.models import parse_model
+
+        return RunSpec(model=parse_model(self.model), frontend=self.frontend,
+                       baseline=TrainConfig(epochs=self.baseline_epochs),
+                       finetune=FineTune(epochs=self.finetune_epochs), seed=seed)
 
 
 @dataclass(frozen=True)
 class Case:
+    """One pathway at one grid point, with one run spec (seed included), in one tier."""
+
     pathway: str
-    params: PathwayParams
+    point: Point
     tier: str
-    baseline_epochs: int
-    model: str = "ds-cnn-s"
-    frontend: str = "mlperf-tiny"
+    spec: RunSpec = RunSpec()
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
 
     @property
     def family(self) -> str:
@@ -78,23 +89,31 @@ class Case:
         return PATHWAYS[self.pathway].export
 
     @property
+    def promises(self) -> dict[Preserve, object]:
+        """What the deployed model is promised to show (from the pathway's stages)."""
+        return PATHWAYS[self.pathway].promises(self.point)
+
+    @property
     def slug(self) -> str:
-        return slug(self.pathway, self.params)
+        return slug(self.pathway, self.point, self.seed)
 
     @property
     def group(self) -> str:
         """Cases with the same group share trained stages: the baseline (same seed) and
         the first technique stage with its parameters."""
         pathway = PATHWAYS[self.pathway]
-        stages = pathway.stages(self.params)
+        stages = [s.with_finetune(self.spec.finetune) for s in pathway.stages(self.point)]
         first = f"{stages[0].family}-{_digest(stages[0].params())}" if stages else "baseline"
-        model = pathway.model(_model_config(self.model), self.params).slug
-        return f"{self.tier}-seed{self.params.seed}-{model}-{first}"
+        model = pathway.model(self.spec.model, self.point).slug
+        return f"{self.tier}-seed{self.seed}-{model}-{first}"
 
     def config(self) -> dict:
         """Everything that defines the case's result, for history keys."""
-        return {"pathway": self.pathway, "params": taken(PATHWAYS[self.pathway], self.params),
-                "model": self.model, "frontend": self.frontend, "baseline_epochs": self.baseline_epochs}
+        taken = {k: v for k, v in self.point.to_dict().items() if k in self.takes}
+        params = {**taken, "epochs": self.spec.finetune.epochs,
+                  "learning_rate": self.spec.finetune.learning_rate, "seed": self.seed}
+        return {"pathway": self.pathway, "params": params, "model": self.spec.model.slug,
+                "frontend": self.spec.frontend_name, "baseline_epochs": self.spec.baseline.epochs}
 
     def config_key(self, data_id: str) -> str:
         return _digest({**self.config(), "data": data_id})
@@ -104,38 +123,16 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _model_config(name: str):
-    from kws.models import parse_model
-
-    return parse_model(name)
-
-
-def _number(value: float) -> str:
-    """0.5 -> '0.50', 0.875 -> '0.875': two decimals at least, more only when needed."""
-    text = f"{value:.4f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"{whole}.{frac.ljust(2, '0')}"
-
-
-def slug(pathway: str, params: PathwayParams) -> str:
-    """The case id: the pathway, then each hyperparameter it takes, then the seed.
+def slug(pathway: str, point: Point, seed: int) -> str:
+    """The case id: the pathway, each axis value's fragment (:mod:`kws.pathways.axes`),
+    then the seed.
 
     ``p-s0.75-seed0``, ``p-s0.75-poly-seed0`` (polynomial schedule), ``c-c16-seed0``,
     ``pcqat-s0.50-c32-seed1``, ``alpha-a0.50-seed0``, ``p24qat-seed1``, ``ptq_int8-seed0``.
-    Hyperparameters at their defaults that do not define a point (the constant schedule)
-    are left out, so ids stay short and stable."""
-    takes = PATHWAYS[pathway].takes
-    parts = [pathway]
-    if "sparsity" in takes:
-        parts.append(f"s{_number(params.sparsity)}")
-    if "schedule" in takes and params.schedule != "constant":
-        parts.append({"polynomial": "poly"}.get(params.schedule, params.schedule))
-    if "clusters" in takes:
-        parts.append(f"c{params.clusters}")
-    if "alpha" in takes:
-        parts.append(f"a{_number(params.alpha)}")
-    parts.append(f"seed{params.seed}")
-    return "-".join(parts)
+    An axis at a default that defines no point (the constant schedule) adds nothing, so
+    ids stay short and stable."""
+    taken = Point({n: v for n, v in point.items() if n in PATHWAYS[pathway].takes})
+    return "-".join([pathway, *taken.fragments(), f"seed{seed}"])
 
 
 # ----- reading the grid -----------------------------------------------------------------
@@ -157,7 +154,7 @@ def _tier(path: Path, name: str, entry: dict) -> Tier:
     unknown = sorted(set(entry) - _TIER_KEYS)
     if unknown:
         raise GridError(f"{where}: unknown key(s) {unknown}; valid: {sorted(_TIER_KEYS)}")
-    missing = sorted({"seeds", "baseline_epochs", "finetune_epochs", "axes"} - set(entry))
+    missing = sorted({"seeds", "baseline_epochs", "finetune_epochs"} - set(entry))
     if missing:
         raise GridError(f"{where}: missing {missing}")
     data = entry.get("data", "default")
@@ -167,12 +164,12 @@ def _tier(path: Path, name: str, entry: dict) -> Tier:
     bad = sorted(set(pathways) - set(PATHWAYS))
     if bad:
         raise GridError(f"{where}: unknown pathway(s) {bad}; valid: {', '.join(PATHWAYS)}")
-    axes = _axes(f"{where}.axes", entry["axes"])
+    axes = _axes(f"{where}.axes", entry.get("axes", {}))
     pathway_axes = {}
     for pname, over in entry.get("pathway_axes", {}).items():
         if pname not in PATHWAYS:
             raise GridError(f"{where}.pathway_axes: unknown pathway {pname!r}")
-        pathway_axes[pname] = _axes(f"{where}.pathway_axes.{pname}", over, partial=True)
+        pathway_axes[pname] = _axes(f"{where}.pathway_axes.{pname}", over)
     seeds = tuple(entry["seeds"])
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise GridError(f"{where}: seeds must be a non-empty list of integers >= 0, got {list(seeds)}")
@@ -190,14 +187,10 @@ def _tier(path: Path, name: str, entry: dict) -> Tier:
     return tier
 
 
-def _axes(where: str, axes: dict, *, partial: bool = False) -> dict[str, tuple]:
-    unknown = sorted(set(axes) - set(HYPERPARAMETERS))
+def _axes(where: str, axes: dict) -> dict[str, tuple]:
+    unknown = sorted(set(axes) - set(AXES))
     if unknown:
-        raise GridError(f"{where}: unknown axis {unknown}; valid: {list(HYPERPARAMETERS)}")
-    if not partial:
-        missing = sorted(set(HYPERPARAMETERS) - set(axes))
-        if missing:
-            raise GridError(f"{where}: missing axis {missing}")
+        raise GridError(f"{where}: unknown axis {unknown}; valid: {list(AXES)}")
     for name, values in axes.items():
         if not isinstance(values, list) or not values or len(set(values)) != len(values):
             raise GridError(f"{where}: {name} must be a non-empty list of distinct values, got {values!r}")
@@ -205,20 +198,20 @@ def _axes(where: str, axes: dict, *, partial: bool = False) -> dict[str, tuple]:
 
 
 def generate(tier: Tier) -> list[Case]:
-    """Every case of ``tier``: pathway x the product of the axes it takes x seed.
-    Parameters are validated by the registry (a bad value fails here, before training)."""
+    """Every case of ``tier``: pathway x the product of the axes it takes x seed. Values
+    are validated through the axes table (a bad value fails here, before training)."""
     from kws.models import parse_model
 
     model = parse_model(tier.model)
     cases = []
     for seed in tier.seeds:
+        spec = tier.spec(seed)
         for name in tier.pathways:
             pathway = PATHWAYS[name]
             axes = tier.axes_of(pathway)
             for values in itertools.product(*axes.values()):
-                given = dict(zip(axes, values))
-                params = make_params(pathway, model, **given, epochs=tier.finetune_epochs, seed=seed)
-                cases.append(Case(name, params, tier.name, tier.baseline_epochs, tier.model, tier.frontend))
+                point = make_point(pathway, model, **dict(zip(axes, values)))
+                cases.append(Case(name, point, tier.name, spec))
     slugs = [c.slug for c in cases]
     duplicates = sorted({s for s in slugs if slugs.count(s) > 1})
     if duplicates:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from kws._fs import atomic_write_bytes
 from kws.matrix.thresholds import GateLimits
+from kws.metrics import Better, GateKind, gated
+from kws.record import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,24 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def row_problem(row) -> str | None:
+    """Why ``row`` is not a history row this version reads, or ``None``. Rows without a
+    ``schema`` key are the earlier untyped layout, which kept these same fields."""
+    if not isinstance(row, dict):
+        return f"a row is a JSON object, got {type(row).__name__}"
+    schema = row.get("schema", 1)
+    if schema not in (1, SCHEMA_VERSION):
+        return f"schema {schema!r} (this version reads 1 and {SCHEMA_VERSION})"
+    for key, kind in (("case", str), ("tier", str), ("config_key", str), ("metrics", dict)):
+        if not isinstance(row.get(key), kind):
+            return f"{key!r} missing or not a {kind.__name__}"
+    return None
+
+
 def read_history(path: Path) -> list[dict]:
-    """Every line of the history; a damaged line (a run killed mid-write before writes
-    were atomic, a hand edit) is reported with its number and skipped."""
+    """Every row of the history; a damaged line (a run killed mid-write before writes
+    were atomic, a hand edit) or one that is not a row is reported with its number and
+    left out, and the rest is still read."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -55,9 +72,15 @@ def read_history(path: Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as exc:
             log.warning("%s:%d: unreadable history line skipped (%s)", path, number, exc)
+            continue
+        problem = row_problem(row)
+        if problem:
+            log.warning("%s:%d: not a history row, skipped (%s)", path, number, problem)
+            continue
+        rows.append(row)
     return rows
 
 
@@ -86,7 +109,8 @@ def _median(values):
 
 def gate(rows: list[dict], earlier: list[dict], limits: GateLimits) -> list[str]:
     """Messages for every row that regressed against the median of the earlier rows with
-    its configuration key: accuracy drop, gzip-size growth, Vela latency growth."""
+    its configuration key, for each gated metric of :mod:`kws.metrics` (per Vela target
+    for a per-target metric)."""
     by_key: dict[str, list[dict]] = {}
     for row in earlier:
         by_key.setdefault(row.get("config_key"), []).append(row)
@@ -95,30 +119,30 @@ def gate(rows: list[dict], earlier: list[dict], limits: GateLimits) -> list[str]
         past = by_key.get(row["config_key"], [])
         if len(past) < limits.min_history:
             continue
-        messages += _regressions(row, past, limits)
+        for metric in gated():
+            for target in _targets(row) if metric.per_target else (None,):
+                message = _regression(metric, target, row, past, limits[metric.gate.key])
+                if message:
+                    messages.append(message)
     return messages
 
 
-def _regressions(row: dict, past: list[dict], limits: GateLimits) -> list[str]:
-    m, case, n = row["metrics"], row["case"], len(past)
-    out = []
-    acc = _median(p["metrics"].get("deployed_accuracy") for p in past)
-    if acc is not None and m.get("deployed_accuracy") is not None:
-        drop = 100 * (acc - m["deployed_accuracy"])
-        if drop > limits.accuracy_drop_pp:
-            out.append(f"{case}: int8 accuracy {100 * m['deployed_accuracy']:.2f}% is {drop:.2f} pp below "
-                       f"the median of {n} earlier run(s) ({100 * acc:.2f}%), limit {limits.accuracy_drop_pp} pp")
-    size = _median(p["metrics"].get("gzip_bytes") for p in past)
-    if size and m.get("gzip_bytes") is not None:
-        growth = 100 * (m["gzip_bytes"] / size - 1)
-        if growth > limits.size_growth_pct:
-            out.append(f"{case}: gzip size {m['gzip_bytes']:,} B is {growth:.1f}% above the median of "
-                       f"{n} earlier run(s) ({size:,.0f} B), limit {limits.size_growth_pct}%")
-    for target, vela in (m.get("vela") or {}).items():
-        us = _median((p["metrics"].get("vela") or {}).get(target, {}).get("inference_us") for p in past)
-        if us and vela.get("inference_us") is not None:
-            growth = 100 * (vela["inference_us"] / us - 1)
-            if growth > limits.latency_growth_pct:
-                out.append(f"{case}: Vela {target} latency {vela['inference_us']:.2f} us is {growth:.1f}% above "
-                           f"the median of {n} earlier run(s) ({us:.2f} us), limit {limits.latency_growth_pct}%")
-    return out
+def _targets(row: dict) -> list[str]:
+    return list(row["metrics"].get("vela") or {})
+
+
+def _regression(metric, target, row: dict, past: list[dict], limit: float) -> str | None:
+    value = metric.value(row["metrics"], target)
+    median = _median(metric.value(p["metrics"], target) for p in past)
+    if value is None or median is None or (metric.gate.kind is GateKind.GROWTH_PCT and median == 0):
+        return None
+    if metric.gate.kind is GateKind.DROP_PP:
+        worse = 100 * (median - value if metric.better is Better.HIGHER else value - median)
+        how, unit = f"{worse:.2f} pp {'below' if metric.better is Better.HIGHER else 'above'}", "pp"
+    else:
+        worse = 100 * (value / median - 1 if metric.better is Better.LOWER else 1 - value / median)
+        how, unit = f"{worse:.1f}% {'above' if metric.better is Better.LOWER else 'below'}", "%"
+    if worse <= limit:
+        return None
+    return (f"{row['case']}: {metric.name_for(target)} {metric.show(value)} is {how} the median of {len(past)} "
+            f"earlier run(s) ({metric.show(median)}), limit {limit}{' ' if unit == 'pp' else ''}{unit}")

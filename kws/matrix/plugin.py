@@ -81,7 +81,6 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{family}: benchmark cases of the {family} family")
     for tier in TIERS:
         config.addinivalue_line("markers", f"{tier}: benchmark cases of the {tier} tier")
-    config.addinivalue_line("markers", "kws_check(name): the matrix check a test runs (kws.matrix.checks)")
     root = config.rootpath
     grid_path = config.getoption("kws_grid") or root / "bench" / "grid.toml"
     if config.getoption("kws_grid") is None and not grid_path.is_file():
@@ -118,22 +117,28 @@ def matrix_session(config) -> MatrixSession | None:
 
 
 def pytest_generate_tests(metafunc):
-    if "kws_case" not in metafunc.fixturenames:
+    wants_case, wants_check = "kws_case" in metafunc.fixturenames, "kws_check" in metafunc.fixturenames
+    if not (wants_case or wants_check):
         return
     session = matrix_session(metafunc.config)
     if session is None:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: no benchmark grid (bench/grid.toml or --kws-grid)")
-    marker = metafunc.definition.get_closest_marker("kws_check")
-    check = marker.args[0] if marker else None
-    params = []
-    for case in session.cases_for(check):
-        marks = [getattr(pytest.mark, case.family), getattr(pytest.mark, case.tier),
-                 pytest.mark.xdist_group(case.group)]
-        known = check and session.thresholds.known_failure(case.slug, check, case.tier)
-        if known:
-            marks.append(pytest.mark.xfail(strict=True, reason=known.reason))
-        params.append(pytest.param(case, id=case.slug, marks=marks))
-    metafunc.parametrize("kws_case", params)
+    if wants_check:
+        # One parametrised test over the (case, check) pairs that apply; ids such as
+        # ``pcqat-s0.50-c32-seed0-accuracy`` work with ``-k "pcqat and accuracy"``.
+        params = [pytest.param(cc, id=cc.slug, marks=_marks(cc.case, session, cc.check)) for cc in session.checks]
+        metafunc.parametrize("kws_check", params)
+    else:
+        metafunc.parametrize("kws_case", [pytest.param(c, id=c.slug, marks=_marks(c, session)) for c in session.cases])
+
+
+def _marks(case, session, check: str | None = None) -> list:
+    marks = [getattr(pytest.mark, case.family), getattr(pytest.mark, case.tier),
+             pytest.mark.xdist_group(case.group)]
+    known = check and session.thresholds.known_failure(case.slug, check, case.tier)
+    if known:
+        marks.append(pytest.mark.xfail(strict=True, reason=known.reason))
+    return marks
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +150,7 @@ def kws_session(request) -> MatrixSession:
 
 
 @pytest.fixture
-def kws_result(kws_session, kws_case) -> dict:
+def kws_result(kws_session, kws_case):
     """The case's record: run or fetched through the artifact cache, once per process."""
     return kws_session.result(kws_case)
 
@@ -153,48 +158,66 @@ def kws_result(kws_session, kws_case) -> dict:
 # ----- recording, progress and the end of the session -----------------------------------------
 
 
+def _case_of(item):
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "kws_case" in params:
+        return params["kws_case"]
+    return params["kws_check"].case if "kws_check" in params else None
+
+
 class MatrixRecorder:
-    """Session-level hooks: collects the history rows the cases attach to their reports
-    (under pytest-xdist they travel from the workers to the controller), shows the
-    matrix position and ETA on a terminal, and at the end writes the history and the
-    summary and runs the gate, on the controller only."""
+    """Session-level hooks: a matrix test attaches its case's history row to its report
+    the first time the case has a result in that process (under pytest-xdist rows travel
+    from the workers to the controller, which keeps one per case); shows the matrix
+    position and ETA on a terminal; at the end writes the history and the summary and
+    runs the gate, on the controller only."""
 
     def __init__(self, config, matrix: MatrixSession):
         self.config, self.matrix = config, matrix
         self.worker = hasattr(config, "workerinput")
-        self.done, self.total, self.start = 0, None, time.monotonic()
+        self.total, self.start = None, time.monotonic()
+        self.attached: set[str] = set()
         self.written: list[Path] = []
 
     def pytest_collection_modifyitems(self, items):
-        self.total = sum(1 for item in items if getattr(item, "originalname", None) == "test_run"
-                         and "kws_case" in getattr(item, "fixturenames", ()))
+        self.total = len({case.slug for item in items if (case := _case_of(item)) is not None})
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids):
-        self.total = sum(1 for i in ids if "::test_run[" in i)
+        params = (i.rpartition("[")[2].rstrip("]") for i in ids if i.endswith("]"))
+        self.total = len({self.matrix.ids[p] for p in params if p in self.matrix.ids})
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        case = _case_of(item)
+        if call.when != "call" or case is None or case.slug in self.attached or not self.matrix.has_result(case):
+            return
+        self.attached.add(case.slug)
+        report.user_properties.append(("kws_row", self.matrix.row(case, self.matrix.result(case))))
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report):
         if self.worker or report.when != "call":
             return
-        rows = [value for name, value in report.user_properties if name == "kws_row"]
-        if rows:
-            self.matrix.rows.extend(rows)
-            self._progress(rows[0]["case"])
+        for name, row in report.user_properties:
+            if name == "kws_row" and row["case"] not in self.matrix.rows:
+                self.matrix.rows[row["case"]] = row
+                self._progress(row["case"])
 
     def _progress(self, case: str) -> None:
-        self.done += 1
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None or not _show_progress(reporter):
             return
-        elapsed = time.monotonic() - self.start
+        done, elapsed = len(self.matrix.rows), time.monotonic() - self.start
         total = self.total or "?"
-        eta = (f", ETA {_duration(elapsed / self.done * (self.total - self.done))}"
-               if self.total and self.total >= self.done else "")
+        eta = (f", ETA {_duration(elapsed / done * (self.total - done))}"
+               if self.total and self.total >= done else "")
         writer = getattr(reporter, "_tw", None)  # after pytest's progress dots, start a line
         if writer is not None and writer.width_of_current_line:
             writer.line()
-        reporter.write_line(f"[kws] case {self.done}/{total} {case} done, elapsed {_duration(elapsed)}{eta}")
+        reporter.write_line(f"[kws] case {done}/{total} {case} done, elapsed {_duration(elapsed)}{eta}")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session):

@@ -10,6 +10,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from kws._fs import atomic_write_bytes
+from kws.metrics import Better, columns, get_metric
 
 #: REFERENCE: DS-CNN-S on Speech Commands v0.02, Vela 3.4 on Ethos-U55-256.
 STUDY_BASELINE = {"accuracy": 95.05, "gzip_kb": 35.76}
@@ -66,39 +67,44 @@ def targets_in(rows) -> list[str]:
     return list(seen)
 
 
-def _scaled(row: dict, name: str, factor: float) -> float | None:
-    value = row["metrics"].get(name)
-    return None if value is None else factor * value
+def _value(row: dict, name: str, scale: float = 1.0, target: str | None = None) -> float | None:
+    value = get_metric(name).value(row["metrics"], target)
+    return None if value is None else scale * value
 
 
-def _vela_us(row: dict, target: str) -> float | None:
-    return (row["metrics"].get("vela") or {}).get(target, {}).get("inference_us")
+def _columns(rows) -> list[tuple[str, object, str | None]]:
+    """``(header, metric, target)`` for every summary column of :mod:`kws.metrics` that
+    these rows have: one per Vela target for a per-target metric; an optional metric
+    only where some row measured it."""
+    rows = list(rows)
+    targets = targets_in(rows)
+    out = []
+    for metric in columns():
+        if metric.per_target:
+            out += [(metric.header(t), metric, t) for t in targets]
+        elif not metric.optional or any(metric.value(r["metrics"]) is not None for r in rows):
+            out.append((metric.header(), metric, None))
+    return out
 
 
 def tier_table(cases: dict[str, dict]) -> str:
     points = _points(cases)
-    targets = targets_in(cases.values())
-    columns = {  # name: (value of a row, format, better is lower)
-        "gzip KB": (lambda r: _scaled(r, "gzip_bytes", 1e-3), ".2f", True),
-        "int8 accuracy %": (lambda r: _scaled(r, "deployed_accuracy", 100), ".2f", False),
-        **({"accuracy on eval data %": (lambda r: _scaled(r, "eval_accuracy", 100), ".2f", False)}
-           if any(r["metrics"].get("eval_accuracy") is not None for r in cases.values()) else {}),
-        **{f"Vela us {t}": (lambda r, t=t: _vela_us(r, t), ".2f", True) for t in targets},
-        "retrain s": (lambda r: r["metrics"].get("retrain_s"), ".1f", True),
-    }
-    stats = {p: {c: _stats(get(r) for r in rows) for c, (get, _, _) in columns.items()} for p, rows in points.items()}
+    cols = _columns(cases.values())
+    stats = {p: {h: _stats(_value(r, m.name, m.column_scale, t) for r in rows) for h, m, t in cols}
+             for p, rows in points.items()}
     best = {}
-    for c, (_, _, lower) in columns.items():
-        # A pathway that does not retrain has no retraining cost to be best at.
-        means = [s[c][0] for s in stats.values() if s[c] is not None and (c != "retrain s" or s[c][0] > 0)]
-        if len(means) > 1:
-            best[c] = (min if lower else max)(means)
+    for header, metric, _ in cols:
+        means = [s[header][0] for s in stats.values()
+                 if s[header] is not None and not (metric.best_ignores_zero and s[header][0] == 0)]
+        if len(means) > 1 and metric.better is not Better.NEITHER:
+            best[header] = (min if metric.better is Better.LOWER else max)(means)
     table = []
     for point, rows in points.items():
-        cells = [_cell(stats[point][c], fmt, best.get(c) == (stats[point][c] or (None,))[0])
-                 for c, (_, fmt, _) in columns.items()]
+        cells = [_cell(stats[point][h], m.column_format, best.get(h) == (stats[point][h] or (None,))[0])
+                 for h, m, _ in cols]
         table.append([point, len(rows), *cells])
-    return tabulate(table, headers=["pathway", "seeds", *columns], tablefmt="github", disable_numparse=True)
+    return tabulate(table, headers=["pathway", "seeds", *(h for h, _, _ in cols)], tablefmt="github",
+                    disable_numparse=True)
 
 
 def study_table(cases: dict[str, dict]) -> str:
@@ -113,10 +119,10 @@ def study_table(cases: dict[str, dict]) -> str:
             return _stats(value(r) for r in ours) if ours else None
 
         rows.append([
-            label, f"{kb:.2f}", _cell(get(lambda r: _scaled(r, "gzip_bytes", 1e-3)), ".2f", False),
-            f"{acc:.2f}", _cell(get(lambda r: _scaled(r, "deployed_accuracy", 100)), ".2f", False),
+            label, f"{kb:.2f}", _cell(get(lambda r: _value(r, "gzip_bytes", 1e-3)), ".2f", False),
+            f"{acc:.2f}", _cell(get(lambda r: _value(r, "deployed_accuracy", 100)), ".2f", False),
             "-" if us is None else f"{us:.2f}",
-            *[_cell(get(lambda r, t=t: _vela_us(r, t)), ".2f", False) for t in targets]])
+            *[_cell(get(lambda r, t=t: _value(r, "vela_us", target=t)), ".2f", False) for t in targets]])
     headers = ["study point", "study KB", "ours KB", "study acc %", "ours acc %", "study us (U55-256, Vela 3.4)",
                *[f"ours us {t}" for t in targets]]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

@@ -4,35 +4,79 @@ per-pathway overrides, the regression gate's limits, and the known failures."""
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kws._fs import read_toml
-
-CHECKS = ("accuracy", "sparsity", "clusters", "size", "npu", "vela_latency", "vela_weights")
 
 
 class ThresholdsError(ValueError):
     """The thresholds file is malformed; the message names the file and the entry."""
 
 
-@dataclass(frozen=True)
-class Limits:
-    accuracy_drop_pp: float = 1.0
-    sparsity_tolerance: float = 0.01
-    cluster_slack: int = 1
-    gzip_ratio: float = 1.02
-    vela_latency_ratio: float = 1.02
-    vela_weights_ratio: float = 1.02
-    require_all_on_npu: bool = True
+class _Table(Mapping):
+    """Named limits with their defaults; read as attributes (``limits.gzip_ratio``)."""
+
+    def __init__(self, **overrides):
+        defaults = self.defaults()
+        unknown = sorted(set(overrides) - set(defaults))
+        if unknown:
+            raise TypeError(f"unknown limit(s) {unknown}; valid: {sorted(defaults)}")
+        object.__setattr__(self, "_values", {**defaults, **overrides})
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+    def __getattr__(self, name):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no limit {name!r}; valid: {sorted(self._values)}") from None
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._values == self._values
+
+    def __hash__(self):
+        return hash(tuple(sorted(self._values.items())))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
+
+    def replace(self, **overrides):
+        return type(self)(**{**self._values, **overrides})
 
 
-@dataclass(frozen=True)
-class GateLimits:
-    accuracy_drop_pp: float = 1.0
-    size_growth_pct: float = 2.0
-    latency_growth_pct: float = 5.0
-    min_history: int = 1
+class Limits(_Table):
+    """What a case must meet: each check's limits (declared with the check)."""
+
+    @classmethod
+    def defaults(cls):
+        from kws.matrix.checks import default_limits
+
+        return default_limits()
+
+
+class GateLimits(_Table):
+    """The regression gate's limits: each gated metric's (declared with the metric), and
+    how many earlier runs it needs."""
+
+    @classmethod
+    def defaults(cls):
+        from kws.metrics import gate_defaults
+
+        return {**gate_defaults(), "min_history": 1}
 
 
 @dataclass(frozen=True)
@@ -61,7 +105,7 @@ class Thresholds:
         limits = self.default
         for over in (self.tiers.get(tier, {}), self.pathways.get(pathway, {}),
                      self.tier_pathways.get((tier, pathway), {})):
-            limits = replace(limits, **over)
+            limits = limits.replace(**over)
         return limits
 
     def known_failure(self, slug: str, check: str, tier: str) -> KnownFailure | None:
@@ -69,13 +113,13 @@ class Thresholds:
 
 
 def _typed(where: str, cls, entry: dict) -> dict:
-    valid = {f.name: f.type for f in fields(cls)}
+    valid = {name: type(default) for name, default in cls.defaults().items()}
     unknown = sorted(set(entry) - set(valid))
     if unknown:
         raise ThresholdsError(f"{where}: unknown key(s) {unknown}; valid: {sorted(valid)}")
     out = {}
     for key, value in entry.items():
-        kind = {"float": float, "int": int, "bool": bool}[valid[key]]
+        kind = valid[key]
         if kind is bool and not isinstance(value, bool):
             raise ThresholdsError(f"{where}.{key}: must be true or false, got {value!r}")
         if kind is not bool and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -89,6 +133,7 @@ def _typed(where: str, cls, entry: dict) -> dict:
 
 def load_thresholds(path: Path) -> Thresholds:
     """Parse and validate the thresholds file (every error names the file and entry)."""
+    from kws.matrix.checks import CHECKS
     from kws.matrix.grid import TIERS
     from kws.pathways.registry import PATHWAYS
 

@@ -10,15 +10,25 @@ parameters, so a shared prefix (one ``Prune(0.5)`` feeding ``p``, ``pc``, ``pqat
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import ClassVar
+import enum
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar
 
 # Every stage stores its model as the baseline does, and loads it the same way.
 from kws.baseline import MODEL_FILE, load_model  # noqa: F401
 from kws.train import TrainConfig, TrainingData
 
-SPARSITY = "sparsity"
-CLUSTERS = "clusters"
+
+class Preserve(enum.StrEnum):
+    """What a stage's output keeps for later stages to preserve, and what it promises the
+    deployed model shows (the checks read the promise, not the pathway's name)."""
+
+    SPARSITY = "sparsity"
+    CLUSTERS = "clusters"
+
+
+SPARSITY = Preserve.SPARSITY
+CLUSTERS = Preserve.CLUSTERS
 
 
 @dataclass(frozen=True)
@@ -68,9 +78,35 @@ class Stage:
     def params(self) -> dict:
         return asdict(self)
 
+    def with_finetune(self, finetune: FineTune) -> Stage:
+        return replace(self, finetune=finetune)
+
+    def with_finetune(self, finetune: FineTune) -> Stage:
+        from dataclasses import replace
+
+        return replace(self, finetune=finetune)
+
     def preserved(self, parent: frozenset[str]) -> frozenset[str]:
         """What the output model keeps for later stages to preserve."""
         return parent
+
+    def promises(self) -> dict[Preserve, Any]:
+        """What this stage guarantees of its output: ``{SPARSITY: 0.5}`` (the fraction of
+        zeros in the prunable layers), ``{CLUSTERS: 16}`` (values per tensor or channel)."""
+        return {}
+
+    def check_parent(self, preserved: frozenset[str]) -> None:
+        """Raise ``ValueError`` when this stage cannot follow a parent that preserved
+        ``preserved`` (checked before any training)."""
+
+    def promises(self) -> dict[Preserve, Any]:
+        """What this stage guarantees of its output: ``{SPARSITY: 0.5}`` (the fraction of
+        zeros in the prunable layers), ``{CLUSTERS: 16}`` (values per tensor or channel)."""
+        return {}
+
+    def check_parent(self, preserved: frozenset[str]) -> None:
+        """Raise ``ValueError`` when this stage cannot follow a parent that preserved
+        ``preserved`` (checked before any training)."""
 
     def run(self, model, ctx: StageContext, preserved: frozenset[str]):
         """Fine-tune ``model`` (fresh; the stage may wrap it); return (model, metadata)."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from kws.pathways.axes import Schedule
 from kws.pathways.base import SPARSITY, Stage, StageContext
 
-SCHEDULES = ("constant", "polynomial")
+SCHEDULES = tuple(s.value for s in Schedule)
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Prune(Stage):
 
     family: ClassVar[str] = "prune"
     sparsity: float = 0.5
-    schedule: str = "constant"
+    schedule: Schedule = Schedule.CONSTANT
     initial_sparsity: float = 0.0
     begin_fraction: float = 0.0
     end_fraction: float = 0.6
@@ -31,6 +32,7 @@ class Prune(Stage):
             raise ValueError(f"sparsity must be in (0, 1), got {self.sparsity}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        object.__setattr__(self, "schedule", Schedule(self.schedule))
         if not 0 <= self.initial_sparsity < self.sparsity:
             raise ValueError(f"initial_sparsity must be in [0, sparsity), got {self.initial_sparsity}")
         if not 0 <= self.begin_fraction < self.end_fraction <= 1:
@@ -49,12 +51,15 @@ class Prune(Stage):
     def preserved(self, parent):
         return parent | {SPARSITY}
 
+    def promises(self):
+        return {SPARSITY: self.sparsity}
+
     def pruning_schedule(self, total_steps: int):
         from kws.compat import tfmot
 
         keras_sparsity = tfmot.sparsity.keras
         frequency = min(self.frequency, max(1, total_steps // 10))
-        if self.schedule == "constant" or self.m_by_n is not None:
+        if self.schedule is Schedule.CONSTANT or self.m_by_n is not None:
             return keras_sparsity.ConstantSparsity(self.sparsity, begin_step=0, frequency=frequency)
         return keras_sparsity.PolynomialDecay(
             initial_sparsity=self.initial_sparsity, final_sparsity=self.sparsity,

@@ -1,102 +1,108 @@
-"""The pathways of the deployment tree, named as the literature names them, and the
-hyperparameters each one takes."""
+"""The pathways of the deployment tree, named as the literature names them, and the axes
+each one takes (declared in :mod:`kws.pathways.axes`)."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
+from typing import Any
 
+from kws.export import ExportKind
 from kws.models import ModelConfig
-from kws.pathways.base import FineTune, Stage
+from kws.pathways.axes import AXES, Point
+from kws.pathways.base import Preserve, Stage
 from kws.pathways.cluster import Cluster
-from kws.pathways.prune import SCHEDULES, Prune
+from kws.pathways.prune import Prune
 from kws.pathways.qat import QAT
 
-HYPERPARAMETERS = ("sparsity", "clusters", "schedule", "alpha")
 
+class Family(enum.StrEnum):
+    """A pathway's family: its pytest mark (``-m prune``) and how reports group it."""
 
-@dataclass(frozen=True)
-class PathwayParams:
-    """Hyperparameters of one case. ``epochs``/``learning_rate``: each fine-tuning stage's."""
-
-    sparsity: float = 0.5
-    clusters: int = 16
-    schedule: str = "constant"
-    alpha: float = 0.5
-    epochs: int = 15
-    learning_rate: float = 1e-4
-    seed: int = 0
-
-    @property
-    def finetune(self) -> FineTune:
-        return FineTune(epochs=self.epochs, learning_rate=self.learning_rate)
+    PTQ = "ptq"
+    QAT = "qat"
+    PRUNE = "prune"
+    CLUSTER = "cluster"
+    STRUCTURED = "structured"
 
 
 @dataclass(frozen=True)
 class Pathway:
     name: str
-    family: str  # ptq | qat | prune | cluster | structured: marks and -m selection
+    family: Family
     description: str
     takes: tuple[str, ...]
-    export: str  # the TFLite kind it deploys as
-    stages: Callable[[PathwayParams], list[Stage]]
+    export: ExportKind  # the TFLite kind it deploys as
+    build_stages: Callable[[Point], list[Stage]]
     # The structured width pathway retrains the baseline itself at a smaller width.
-    model: Callable[[ModelConfig, PathwayParams], ModelConfig] = lambda model, params: model
+    model: Callable[[ModelConfig, Point], ModelConfig] = lambda model, point: model
+
+    def stages(self, point: Point) -> list[Stage]:
+        """The technique stages at ``point`` (fine-tuning settings at their defaults: the
+        runner gives each stage the case's fine-tuning recipe)."""
+        return self.build_stages(point)
+
+    def promises(self, point: Point) -> dict[Preserve, Any]:
+        """What the deployed model is promised to show: each stage's promise that the
+        stages after it preserve (a pruning mask survives QAT, not filter pruning)."""
+        promised: dict[Preserve, Any] = {}
+        for stage in self.stages(point):
+            kept = stage.preserved(frozenset(promised))
+            promised = {k: v for k, v in promised.items() if k in kept}
+            promised.update(stage.promises())
+        return promised
 
 
-def _prune(p: PathwayParams, **kw) -> Prune:
-    return Prune(sparsity=p.sparsity, schedule=p.schedule, finetune=p.finetune, **kw)
+def _prune(p: Point) -> Prune:
+    return Prune(sparsity=p.sparsity, schedule=p.schedule)
 
 
-def _prune24(p: PathwayParams) -> Prune:
-    return Prune(sparsity=0.5, m_by_n=(2, 4), finetune=p.finetune)
+def _prune24(p: Point) -> Prune:
+    return Prune(sparsity=0.5, m_by_n=(2, 4))
 
 
-def _cluster(p: PathwayParams, **kw) -> Cluster:
-    return Cluster(clusters=p.clusters, finetune=p.finetune, **kw)
+def _cluster(p: Point, **kw) -> Cluster:
+    return Cluster(clusters=p.clusters, **kw)
 
 
-def _qat(p: PathwayParams) -> QAT:
-    return QAT(finetune=p.finetune)
+def _filter(p: Point) -> Stage:
+    from kws.pathways.structured import FilterPrune
+
+    return FilterPrune(sparsity=p.sparsity)
 
 
-def _structured(name: str) -> Callable[[PathwayParams], list[Stage]]:
-    def stages(p: PathwayParams) -> list[Stage]:
-        from kws.pathways.structured import FilterPrune
-
-        return [FilterPrune(sparsity=p.sparsity, finetune=p.finetune)] + ([_qat(p)] if name == "filterqat" else [])
-    return stages
-
-
+F, K = Family, ExportKind
 _ALL = [
-    Pathway("ptq_dynamic", "ptq", "train -> dynamic-range int8 weights", (), "dynamic", lambda p: []),
-    Pathway("ptq_fp16", "ptq", "train -> float16 weights", (), "float16", lambda p: []),
-    Pathway("ptq_int8", "ptq", "train -> full int8 (representative dataset)", (), "int8", lambda p: []),
-    Pathway("qat", "qat", "train -> QAT -> int8", (), "int8", lambda p: [_qat(p)]),
-    Pathway("p", "prune", "train -> prune -> int8", ("sparsity", "schedule"), "int8", lambda p: [_prune(p)]),
-    Pathway("c", "cluster", "train -> cluster -> int8", ("clusters",), "int8", lambda p: [_cluster(p)]),
-    Pathway("pc", "cluster", "train -> prune -> sparsity-preserving cluster -> int8",
-            ("sparsity", "schedule", "clusters"), "int8", lambda p: [_prune(p), _cluster(p)]),
-    Pathway("pqat", "qat", "train -> prune -> prune-preserving QAT -> int8",
-            ("sparsity", "schedule"), "int8", lambda p: [_prune(p), _qat(p)]),
-    Pathway("cqat", "qat", "train -> cluster -> cluster-preserving QAT -> int8",
-            ("clusters",), "int8", lambda p: [_cluster(p), _qat(p)]),
-    Pathway("pcqat", "qat", "train -> prune -> sparsity-preserving cluster -> PCQAT -> int8",
-            ("sparsity", "schedule", "clusters"), "int8", lambda p: [_prune(p), _cluster(p), _qat(p)]),
-    Pathway("p24", "prune", "train -> 2:4 pruning -> int8", (), "int8", lambda p: [_prune24(p)]),
-    Pathway("p24qat", "qat", "train -> 2:4 pruning -> prune-preserving QAT -> int8", (), "int8",
-            lambda p: [_prune24(p), _qat(p)]),
-    Pathway("cpc", "cluster", "train -> per-channel cluster -> int8", ("clusters",), "int8",
+    Pathway("ptq_dynamic", F.PTQ, "train -> dynamic-range int8 weights", (), K.DYNAMIC, lambda p: []),
+    Pathway("ptq_fp16", F.PTQ, "train -> float16 weights", (), K.FLOAT16, lambda p: []),
+    Pathway("ptq_int8", F.PTQ, "train -> full int8 (representative dataset)", (), K.INT8, lambda p: []),
+    Pathway("qat", F.QAT, "train -> QAT -> int8", (), K.INT8, lambda p: [QAT()]),
+    Pathway("p", F.PRUNE, "train -> prune -> int8", ("sparsity", "schedule"), K.INT8, lambda p: [_prune(p)]),
+    Pathway("c", F.CLUSTER, "train -> cluster -> int8", ("clusters",), K.INT8, lambda p: [_cluster(p)]),
+    Pathway("pc", F.CLUSTER, "train -> prune -> sparsity-preserving cluster -> int8",
+            ("sparsity", "schedule", "clusters"), K.INT8, lambda p: [_prune(p), _cluster(p)]),
+    Pathway("pqat", F.QAT, "train -> prune -> prune-preserving QAT -> int8",
+            ("sparsity", "schedule"), K.INT8, lambda p: [_prune(p), QAT()]),
+    Pathway("cqat", F.QAT, "train -> cluster -> cluster-preserving QAT -> int8",
+            ("clusters",), K.INT8, lambda p: [_cluster(p), QAT()]),
+    Pathway("pcqat", F.QAT, "train -> prune -> sparsity-preserving cluster -> PCQAT -> int8",
+            ("sparsity", "schedule", "clusters"), K.INT8, lambda p: [_prune(p), _cluster(p), QAT()]),
+    Pathway("p24", F.PRUNE, "train -> 2:4 pruning -> int8", (), K.INT8, lambda p: [_prune24(p)]),
+    Pathway("p24qat", F.QAT, "train -> 2:4 pruning -> prune-preserving QAT -> int8", (), K.INT8,
+            lambda p: [_prune24(p), QAT()]),
+    Pathway("cpc", F.CLUSTER, "train -> per-channel cluster -> int8", ("clusters",), K.INT8,
             lambda p: [_cluster(p, per_channel=True)]),
-    Pathway("cpcqat", "qat", "train -> per-channel cluster -> cluster-preserving QAT -> int8",
-            ("clusters",), "int8", lambda p: [_cluster(p, per_channel=True), _qat(p)]),
-    Pathway("alpha", "structured", "train at width alpha (every layer's filters scaled) -> int8",
-            ("alpha",), "int8", lambda p: [], model=lambda m, p: replace(m, alpha=p.alpha)),
-    Pathway("filter", "structured", "train -> L1 filter pruning of the pointwise convs (Li et al.) "
-            "-> smaller dense model, fine-tuned -> int8", ("sparsity",), "int8", _structured("filter")),
-    Pathway("filterqat", "structured", "train -> L1 filter pruning -> QAT -> int8", ("sparsity",),
-            "int8", _structured("filterqat")),
+    Pathway("cpcqat", F.QAT, "train -> per-channel cluster -> cluster-preserving QAT -> int8",
+            ("clusters",), K.INT8, lambda p: [_cluster(p, per_channel=True), QAT()]),
+    Pathway("alpha", F.STRUCTURED, "train at width alpha (every layer's filters scaled) -> int8",
+            ("alpha",), K.INT8, lambda p: [], model=lambda m, p: replace(m, alpha=p.alpha)),
+    Pathway("filter", F.STRUCTURED, "train -> L1 filter pruning of the pointwise convs (Li et al.) "
+            "-> smaller dense model, fine-tuned -> int8", ("sparsity",), K.INT8, lambda p: [_filter(p)]),
+    Pathway("filterqat", F.STRUCTURED, "train -> L1 filter pruning -> QAT -> int8", ("sparsity",),
+            K.INT8, lambda p: [_filter(p), QAT()]),
 ]
+del F, K
 PATHWAYS: dict[str, Pathway] = {p.name: p for p in _ALL}
 
 
@@ -106,46 +112,27 @@ def get_pathway(name: str) -> Pathway:
     return PATHWAYS[name]
 
 
-def min_weights_per_channel(model: ModelConfig) -> tuple[str, int]:
-    """The clusterable layer with the fewest weights per output channel (TFMOT skips a
-    layer whose channels hold fewer weights than the number of clusters)."""
-    first = 10 * 4 * model.input_shape[-1]
-    return ("conv_1", first) if first <= model.filters else ("pw_1", model.filters)
-
-
-def make_params(pathway: Pathway, model: ModelConfig = ModelConfig(), **given) -> PathwayParams:
-    """Validate ``given`` for ``pathway`` before any training: unknown names, parameters the
-    pathway does not take and out-of-range values all fail with the valid choices."""
+def make_point(pathway: Pathway, model: ModelConfig = ModelConfig(), **given) -> Point:
+    """Validate ``given`` axis values for ``pathway`` before any training: unknown axes,
+    axes the pathway does not take and out-of-range values all fail with the valid
+    choices; axes not given take their defaults. The stage chain is checked too (e.g.
+    clustering after pruning needs 3 clusters)."""
     given = {k: v for k, v in given.items() if v is not None}
-    names = {f.name for f in fields(PathwayParams)}
-    unknown = sorted(set(given) - names)
+    unknown = sorted(set(given) - set(AXES))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; valid: {sorted(names)}")
-    foreign = sorted(k for k in given if k in HYPERPARAMETERS and k not in pathway.takes)
+        raise ValueError(f"unknown parameter(s) {unknown}; valid: {sorted(AXES)}")
+    foreign = sorted(k for k in given if k not in pathway.takes)
     if foreign:
         takes = ", ".join(pathway.takes) or "none of them"
         raise ValueError(f"pathway {pathway.name} does not take {', '.join(foreign)}; it takes {takes} "
-                         f"(of {', '.join(HYPERPARAMETERS)})")
-    params = replace(PathwayParams(), **given)
-    if "sparsity" in pathway.takes and not 0 < params.sparsity < 1:
-        raise ValueError(f"sparsity must be in (0, 1), e.g. 0.5, 0.75, 0.875; got {params.sparsity}")
-    if "schedule" in pathway.takes and params.schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {params.schedule!r}")
-    if "alpha" in pathway.takes and not 0 < params.alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), e.g. 0.3-0.75; got {params.alpha}")
-    if "clusters" in pathway.takes:
-        layer, limit = min_weights_per_channel(model)
-        if not 2 <= params.clusters <= limit:
-            raise ValueError(f"clusters must be in [2, {limit}] for {model.slug} ({layer} has {limit} "
-                             f"weights per output channel); got {params.clusters}")
-        if "sparsity" in pathway.takes and params.clusters < 3:
-            # Sparsity-preserving clustering spends one centroid on the zeros; TFMOT refuses 2.
-            raise ValueError(f"pathway {pathway.name} clusters sparsity-preservingly, which needs at least 3 "
-                             f"clusters (one is the zero centroid); got {params.clusters}")
-    params.finetune  # validates epochs and learning_rate
-    return params
-
-
-def taken(pathway: Pathway, params: PathwayParams) -> dict:
-    """The hyperparameters that matter for this pathway (for ids and records)."""
-    return {k: v for k, v in asdict(params).items() if k in pathway.takes or k not in HYPERPARAMETERS}
+                         f"(of {', '.join(AXES)})")
+    point = Point({name: AXES[name].validate(given.get(name, AXES[name].default), model)
+                   for name in pathway.takes})
+    preserved: frozenset = frozenset()
+    for stage in pathway.stages(point):
+        try:
+            stage.check_parent(preserved)
+        except ValueError as exc:
+            raise ValueError(f"pathway {pathway.name}: {exc}") from None
+        preserved = stage.preserved(preserved)
+    return point

@@ -1,0 +1,135 @@
+"""``kws pathways`` lists the deployment tree; ``kws run PATHWAY`` runs (or fetches) one
+case through the same pipeline as the benchmark matrix and prints its record.
+
+The axis flags (``--sparsity``, ``--schedule``, ...) come from the axes table, so a new
+axis is a new flag without a change here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kws.errors import KwsError
+from kws.pathways.axes import AXES
+
+
+def register(subparsers) -> None:
+    ls = subparsers.add_parser("pathways", help="list the pathways and the axes each takes")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_list)
+
+    run = subparsers.add_parser("run", help="run (or fetch from the cache) one pathway")
+    run.add_argument("pathway", help="a pathway name (see `kws pathways`)")
+    for axis in AXES.values():
+        kind = str if axis.choices else axis.type
+        run.add_argument(axis.flag, dest=axis.name, type=kind, default=None,
+                         choices=[str(c) for c in axis.choices] or None,
+                         help=f"{axis.help} (default {axis.default})")
+    run.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs per stage (default 15)")
+    run.add_argument("--learning-rate", type=float, default=None, help="fine-tuning learning rate (default 1e-4)")
+    run.add_argument("--seed", type=int, default=0, help="fixes data order, augmentation and initialisation")
+    run.add_argument("--baseline-epochs", type=int, default=30)
+    run.add_argument("--model", default="ds-cnn-s", help="ds-cnn-s|m|l, optionally -mlperf")
+    run.add_argument("--frontend", default="mlperf-tiny", help="a preset, or 'preset,key=value,...'")
+    run.add_argument("--data-dir", type=Path, default=None,
+                     help="Speech Commands folder (default: the synthetic default dataset)")
+    run.add_argument("--vela-targets", default=None,
+                     help="comma-separated Vela targets for an int8 model, or 'none' (default: ethos-u55-256)")
+    run.add_argument("--eval-dir", type=Path, default=None,
+                     help="also score the deployed model on this Speech Commands folder")
+    run.add_argument("--record", type=Path, default=None,
+                     help="where to write the JSON record (default: runs/ under the cache folder)")
+    run.add_argument("--json", action="store_true", help="print the JSON record instead of a table")
+    run.set_defaults(func=_run)
+
+
+def _list(args) -> int:
+    from kws.pathways.registry import PATHWAYS
+
+    if args.json:
+        print(json.dumps([{"name": p.name, "family": p.family, "takes": list(p.takes),
+                           "export": p.export, "description": p.description} for p in PATHWAYS.values()]))
+        return 0
+    from tabulate import tabulate
+
+    rows = [(p.name, p.family, ", ".join(p.takes) or "-", p.export, p.description) for p in PATHWAYS.values()]
+    print(tabulate(rows, headers=["pathway", "family", "takes", "deploys as", "stages"], tablefmt="github"))
+    return 0
+
+
+def _spec_and_point(args):
+    """Everything validated before any work: the pathway, its axes, the recipes."""
+    from kws.models import parse_model
+    from kws.pathways.base import FineTune
+    from kws.pathways.registry import get_pathway, make_point
+    from kws.pipeline import RunSpec, Settings
+    from kws.train import TrainConfig
+    from kws.vela import DEFAULT_TARGET, parse_targets
+
+    try:
+        pathway = get_pathway(args.pathway)
+        model = parse_model(args.model)
+        point = make_point(pathway, model, **{name: getattr(args, name) for name in AXES})
+        finetune = FineTune(**{k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate))
+                               if v is not None})
+        spec = RunSpec(model=model, frontend=args.frontend, data_dir=args.data_dir,
+                       baseline=TrainConfig(epochs=args.baseline_epochs), finetune=finetune, seed=args.seed)
+        targets = () if args.vela_targets == "none" else tuple(
+            t.name for t in parse_targets(args.vela_targets or DEFAULT_TARGET))
+    except ValueError as exc:
+        raise KwsError(str(exc)) from None
+    return pathway, point, spec, Settings(vela_targets=targets, eval_dir=args.eval_dir)
+
+
+def _run(args) -> int:
+    pathway, point, spec, settings = _spec_and_point(args)
+    from kws._fs import atomic_write_bytes
+    from kws.pipeline import run_case
+
+    record = run_case(pathway, point, spec, settings=settings)
+    text = record.to_json(indent=1)
+    path = args.record or default_record_path(record)
+    atomic_write_bytes(path, text.encode())
+    print(text if args.json else f"{format_record(record)}\nrecord: {path}")
+    return 0
+
+
+def default_record_path(record) -> Path:
+    from kws._fs import cache_root
+
+    params = "-".join(f"{k}{v}" for k, v in {**record.point, "seed": record.seed}.items())
+    return cache_root() / "runs" / f"{record.pathway}-{params}-{record.keys['deployed'][:12]}.json"
+
+
+def format_record(record) -> str:
+    """The record as a two-column table: what was run and what it measured."""
+    from tabulate import tabulate
+
+    from kws.metrics import METRICS
+
+    m = record.metrics
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    rows = [
+        ("pathway", f"{record.pathway} {record.point} seed {record.seed}"),
+        ("model / deploys as", f"{record.model} / {record.export}"),
+        ("accuracy: baseline float / int8", f"{pct(m['baseline_float_accuracy'])} / {pct(m['baseline_int8_accuracy'])}"),
+        ("accuracy: pathway float / deployed", f"{pct(m['float_accuracy'])} / {pct(m['deployed_accuracy'])}"),
+        ("size raw / gzip", f"{m['bytes']:,} B / {m['gzip_bytes']:,} B "
+                            f"(baseline int8 gzip {m['baseline_int8_gzip_bytes']:,} B)"),
+        ("sparsity (checked layers, TFLite)", pct(m.get("sparsity"))),
+        ("max unique values per channel", m.get("max_unique_per_channel", "-")),
+    ]
+    for target in m.get("vela") or {}:
+        us, weights = METRICS["vela_us"], METRICS["vela_encoded_weights"]
+        rows.append((f"Vela {target}", f"{us.show(us.value(m, target))}, encoded weights "
+                                       f"{weights.show(weights.value(m, target))}"))
+    if m.get("eval_accuracy") is not None:
+        rows.append(("accuracy on eval data", pct(m["eval_accuracy"])))
+    if m.get("litert_us") is not None:
+        rows.append(("LiteRT latency (host, 1 thread)", f"{m['litert_us']:.1f} us"))
+    rows += [
+        ("retrain time", f"{m['retrain_s']:.1f} s " + " ".join(f"{k}={v:.1f}s" for k, v in record.times.stages_s.items())),
+        ("trained in this run", ", ".join(record.trained_now) or "nothing (all cached)"),
+    ]
+    return tabulate(rows, tablefmt="plain")

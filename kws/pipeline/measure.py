@@ -1,0 +1,215 @@
+"""What is measured on a deployed model, registered in one place.
+
+A :class:`Measurement` names the metrics it produces (declared in :mod:`kws.metrics`),
+when it applies (Vela only for full-int8 models, the eval score only with an eval
+folder) and how it measures. One whose result is a property of the model alone gives a
+``material`` and is cached as a step under the deployed model's key; timings of this
+machine (LiteRT latency) are measured every run. A new measurement is one entry in
+:data:`MEASUREMENTS`; the runner and the matrix need no change.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kws.export import ExportKind
+
+#: Timed batch-1 inferences for the LiteRT latency (after 20 warm-up runs).
+LITERT_RUNS = 200
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Which measurements a run makes: Vela targets (none: no Vela), a second data
+    folder to score every deployed model on, and whether to time LiteRT."""
+
+    vela_targets: tuple[str, ...] = ()
+    eval_dir: Path | None = None
+    latency: bool = True
+
+
+@dataclass
+class Subject:
+    """A deployed model and what it was made from, as measurements see it."""
+
+    pathway: Any  # Pathway
+    point: Any  # Point
+    stages: list  # the technique stages, fine-tuning applied
+    deployed: Any  # the export's Artifact
+    plain: Any  # the last stripped Keras model's Artifact (before QAT wraps weights)
+    data: Any  # CaseData
+    cache: Any
+    settings: Settings
+    eval_ds: Any = field(repr=False, default=None)  # the eval folder, opened once per pipeline
+
+    @property
+    def tflite(self) -> Path:
+        from kws.export import TFLITE_FILE
+
+        return self.deployed.file(TFLITE_FILE)
+
+    @property
+    def export(self) -> ExportKind:
+        return ExportKind(self.deployed.metadata["kind"])
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """``measure(subject)`` returns ``(metrics, detail)``: values by metric name (Vela's
+    under ``"vela"``), and optional per-layer detail kept in the record only."""
+
+    name: str
+    metrics: tuple[str, ...]
+    applies: Callable[[Subject], bool]
+    measure: Callable[[Subject], tuple[dict, dict | None]]
+    material: Callable[[Subject], dict] | None = None
+
+
+# ----- the measurements ---------------------------------------------------------------------------
+
+
+def _accuracy(s: Subject):
+    from kws.evaluate import TFLiteRunner, evaluate
+
+    test, labels = s.data.features("testing")
+    if not len(test):
+        return {"deployed_accuracy": None, "n_test": 0}, None
+    result = evaluate(TFLiteRunner(s.tflite).predict, test, labels, s.data.labels)
+    return {"deployed_accuracy": result.accuracy, "n_test": result.n}, {"test": result.to_dict()}
+
+
+def _accuracy_material(s: Subject) -> dict:
+    return {"test": s.data.ds.fingerprint("testing"), "frontend": s.data.frontend.feature_params(),
+            "labels": s.data.labels}
+
+
+def _clusters_and_pattern(stages) -> tuple[int | None, tuple | None]:
+    clusters = next((st.clusters for st in reversed(stages) if st.family == "cluster"), None)
+    m_by_n = next((tuple(st.m_by_n) for st in stages if getattr(st, "m_by_n", None)), None)
+    return clusters, m_by_n
+
+
+def _inspect(s: Subject):
+    from kws.inspect import inspect_keras, inspect_tflite
+    from kws.pipeline.steps import load_model
+
+    clusters, m_by_n = _clusters_and_pattern(s.stages)
+    detail = {
+        "keras": inspect_keras(load_model(s.plain), clusters=clusters, m_by_n=m_by_n).to_dict(),
+        "tflite": inspect_tflite(s.tflite.read_bytes(), clusters=clusters, m_by_n=m_by_n).to_dict(),
+    }
+    tfl = detail["tflite"]
+    return {"sparsity": tfl.get("sparsity"), "max_unique_per_channel": tfl.get("max_unique_per_channel")}, detail
+
+
+def _inspect_material(s: Subject) -> dict:
+    clusters, m_by_n = _clusters_and_pattern(s.stages)
+    return {"plain": s.plain.key, "clusters": clusters, "m_by_n": m_by_n}
+
+
+def _vela(s: Subject):
+    from kws.metrics import vela_fields
+    from kws.vela import estimate
+
+    fields = vela_fields()
+    reports = {t: estimate(s.tflite, t, cache=s.cache).to_dict() for t in s.settings.vela_targets}
+    return {"vela": {t: {k: r.get(k) for k in fields} for t, r in reports.items()}}, None
+
+
+def _eval(s: Subject):
+    from kws.errors import KwsError
+    from kws.evaluate import TFLiteRunner, evaluate
+
+    features, labels = s.eval_ds.features("testing", s.data.frontend, cache=s.cache)
+    if not len(labels):
+        raise KwsError(f"--kws-eval-dir {s.settings.eval_dir}: no test clips to score the models on")
+    result = evaluate(TFLiteRunner(s.tflite).predict, features, labels, s.eval_ds.config.labels)
+    return {"eval_accuracy": result.accuracy}, None
+
+
+def _eval_material(s: Subject) -> dict:
+    return {"eval": s.eval_ds.fingerprint("testing"), "frontend": s.data.frontend.feature_params(),
+            "labels": s.eval_ds.config.labels}
+
+
+def _latency(s: Subject):
+    return {"litert_us": litert_latency_us(s.tflite)}, None
+
+
+MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
+    Measurement("accuracy", ("deployed_accuracy", "n_test"), lambda s: True, _accuracy, _accuracy_material),
+    Measurement("inspect", ("sparsity", "max_unique_per_channel"), lambda s: True, _inspect, _inspect_material),
+    Measurement("vela", ("vela_us",), lambda s: s.export is ExportKind.INT8 and bool(s.settings.vela_targets),
+                _vela),
+    Measurement("eval", ("eval_accuracy",), lambda s: s.settings.eval_dir is not None, _eval, _eval_material),
+    Measurement("latency", ("litert_us",), lambda s: s.settings.latency, _latency),
+)}
+
+
+def register(measurement: Measurement) -> Measurement:
+    """Add a measurement (for extensions and tests); returns it."""
+    if measurement.name in MEASUREMENTS:
+        raise ValueError(f"measurement {measurement.name!r} is already registered")
+    MEASUREMENTS[measurement.name] = measurement
+    return measurement
+
+
+def unregister(name: str) -> None:
+    MEASUREMENTS.pop(name, None)
+
+
+def run_measurement(m: Measurement, subject: Subject) -> tuple[dict, dict | None, str]:
+    """``(metrics, detail, how)``: ``how`` is ``"cached"`` or ``"now"``."""
+    if m.material is None:
+        metrics, detail = m.measure(subject)
+        return metrics, detail, "now"
+    from kws.pipeline.steps import Step
+
+    built = []
+
+    def build(folder: Path) -> dict:
+        metrics, detail = m.measure(subject)
+        built.append(True)
+        return {"metrics": metrics, "detail": detail}
+
+    art = Step(f"measure-{m.name}", m.material(subject), build, subject.deployed).run(subject.cache)
+    return art.metadata["metrics"], art.metadata.get("detail"), "now" if built else "cached"
+
+
+# ----- LiteRT timing ------------------------------------------------------------------------------
+
+
+def litert_latency_us(tflite: Path, runs: int = LITERT_RUNS) -> float:
+    """Median host latency of one batch-1 inference under LiteRT on one thread."""
+    feed = litert_invoker(tflite)
+    for _ in range(20):
+        feed()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        feed()
+        times.append(time.perf_counter() - start)
+    return 1e6 * statistics.median(times)
+
+
+def litert_invoker(tflite: Path):
+    """A function that sets one batch-1 input, invokes and reads the output."""
+    import numpy as np
+
+    from kws.evaluate import TFLiteRunner
+
+    runner = TFLiteRunner(Path(tflite), batch_size=1, num_threads=1)
+    interp = runner.interpreter
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    clip = runner.input_quant.quantize(np.random.default_rng(0).standard_normal(inp["shape"]).astype(np.float32))
+
+    def feed():
+        interp.set_tensor(inp["index"], clip)
+        interp.invoke()
+        return interp.get_tensor(out["index"])
+    return feed

@@ -1,0 +1,135 @@
+"""The case runner: one pathway at one grid point with one :class:`RunSpec`, from the
+baseline through its technique stages and the export to the measurements, every step
+through the artifact cache; the result is a :class:`~kws.record.CaseRecord`.
+
+``kws run`` and the benchmark matrix both call :meth:`CasePipeline.run`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from kws.export import ExportKind
+from kws.pathways.axes import Point
+from kws.pathways.registry import Pathway, get_pathway
+from kws.pipeline.measure import MEASUREMENTS, Settings, Subject, run_measurement
+from kws.pipeline.spec import RunSpec
+from kws.pipeline.steps import CaseData, baseline_step, export_step, technique_step
+from kws.record import CaseRecord, StageRecord, Times
+
+
+def _plain(value):
+    """JSON values only (enums as strings, tuples as lists), so records round-trip."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class CasePipeline:
+    """Runs cases against one artifact cache with one set of measurements. Datasets are
+    opened (and fingerprinted) once per pipeline, however many cases use them."""
+
+    def __init__(self, cache=None, settings: Settings = Settings()):
+        from kws.cache import ArtifactCache
+
+        self.cache = cache if cache is not None else ArtifactCache()
+        self.settings = settings
+        self._datasets: dict = {}
+
+    def dataset(self, data_dir: Path | None, config):
+        from kws.baseline import resolve_data_dir
+        from kws.data import SpeechCommands
+
+        root = resolve_data_dir(data_dir)
+        if (root, config) not in self._datasets:
+            self._datasets[root, config] = SpeechCommands(root, config)
+        return self._datasets[root, config]
+
+    def run(self, pathway: str | Pathway, point: Point = Point(), spec: RunSpec = RunSpec()) -> CaseRecord:
+        pathway = get_pathway(pathway) if isinstance(pathway, str) else pathway
+        cache, start = self.cache, time.perf_counter()
+        ds = self.dataset(spec.data_dir, spec.data_config)
+        model = pathway.model(spec.model, point)
+        train = spec.baseline_train
+        data = CaseData(ds, spec.frontend, train, cache)
+        baseline = baseline_step(ds, spec.frontend, model, train, cache).run(cache)
+        baseline_int8 = export_step(baseline, ExportKind.INT8, data).run(cache)
+        subject = self._subject(pathway, point, [], baseline_int8, baseline, data)
+        baseline_int8_metrics, _, _ = run_measurement(MEASUREMENTS["accuracy"], subject)
+
+        parent, preserved, plain, stages, records = baseline, frozenset(), baseline, [], []
+        for stage in pathway.stages(point):
+            stage = stage.with_finetune(spec.finetune)
+            misses = cache.misses
+            art = technique_step(stage, parent, preserved, data).run(cache)
+            records.append(StageRecord(stage.family, art.key, _plain(stage.params()), art.metadata["train_seconds"],
+                                       art.metadata.get("test", {}).get("accuracy"), cache.misses > misses))
+            stages.append(stage)
+            preserved, parent = stage.preserved(preserved), art
+            # QAT wrappers hold their weights differently: a QAT pathway is inspected on
+            # Keras before QAT and on the deployed TFLite after it.
+            if stage.family != "qat":
+                plain = art
+        deployed = export_step(parent, pathway.export, data).run(cache)
+
+        own_baseline = model != spec.model
+        metrics = {
+            "baseline_float_accuracy": baseline.metadata.get("test", {}).get("accuracy"),
+            "baseline_int8_accuracy": baseline_int8_metrics["deployed_accuracy"],
+            "baseline_int8_gzip_bytes": baseline_int8.metadata["sizes"]["gzip"],
+            "float_accuracy": records[-1].test_accuracy if records
+            else baseline.metadata.get("test", {}).get("accuracy"),
+            "bytes": deployed.metadata["sizes"]["raw"],
+            "gzip_bytes": deployed.metadata["sizes"]["gzip"],
+            "zlib_bytes": deployed.metadata["sizes"]["zlib"],
+            # The pathway's retraining cost: its stages, each once, plus the baseline when
+            # the pathway trains its own (the width pathway).
+            "retrain_s": sum(r.train_seconds for r in records)
+            + (baseline.metadata["train_seconds"] if own_baseline else 0.0),
+        }
+        subject = self._subject(pathway, point, stages, deployed, plain, data)
+        measured, inspection = {}, None
+        for m in MEASUREMENTS.values():
+            if not m.applies(subject):
+                measured[m.name] = "n/a"
+                continue
+            values, detail, measured[m.name] = run_measurement(m, subject)
+            metrics.update(values)
+            if m.name == "inspect":
+                inspection = detail
+        return CaseRecord(
+            pathway=pathway.name, family=pathway.family, point=point.to_dict(), spec=spec.to_dict(),
+            model=model.slug, export=pathway.export,
+            keys={"baseline": baseline.key, **{f"{i}:{r.family}": r.key for i, r in enumerate(records)},
+                  "deployed": deployed.key},
+            metrics=_plain(metrics), stages=tuple(records),
+            times=Times(baseline_train_s=baseline.metadata["train_seconds"],
+                        stages_s={f"{i}:{r.family}": r.train_seconds for i, r in enumerate(records)},
+                        wall_s=time.perf_counter() - start),
+            trained_now=tuple(r.family for r in records if r.built),
+            versions=deployed.manifest.get("versions", {}), measured=measured,
+            files={"deployed": str(subject.tflite)}, inspection=inspection)
+
+    def _subject(self, pathway, point, stages, deployed, plain, data) -> Subject:
+        from kws.data import DataConfig
+
+        eval_ds = None if self.settings.eval_dir is None else self.dataset(self.settings.eval_dir, DataConfig())
+        return Subject(pathway, point, stages, deployed, plain, data, self.cache, self.settings, eval_ds)
+
+
+def run_case(pathway: str | Pathway, point: Point = Point(), spec: RunSpec = RunSpec(), *, cache=None,
+             settings: Settings = Settings()) -> CaseRecord:
+    """One case through a fresh :class:`CasePipeline`."""
+    return CasePipeline(cache, settings).run(pathway, point, spec)
+
+
+def retrain_summary(records: list[CaseRecord]) -> dict:
+    """Retraining seconds per pathway (its stages, each once) and overall (every distinct
+    stage once, however many pathways share it)."""
+    per_pathway, distinct = {}, {}
+    for record in records:
+        per_pathway[record.pathway] = record.metrics["retrain_s"]
+        for stage in record.stages:
+            distinct[stage.key] = stage.train_seconds
+    return {"per_pathway_s": per_pathway, "overall_s": sum(distinct.values()),
+            "sum_of_pathways_s": sum(per_pathway.values())}
