@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -28,12 +27,9 @@ class DatasetError(KwsError, ValueError):
 
 
 def argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """An argparse ``type=`` from a parser that raises ``ValueError``: argparse then
-    prints the parser's own message as a usage error, not a traceback."""
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = getattr(parse, "__name__", "value")
-    return convert
+    """:func:`kws.cli.args.argument_type`, for the modules that still import it from here.
+    argparse glue belongs to the command line; importing it only when called keeps
+    argparse out of every module that imports these errors."""
+    from kws.cli.args import argument_type as from_cli
+
+    return from_cli(parse)

@@ -1,17 +1,15 @@
 """Accuracy of a KWS model on a Speech Commands folder: any TFLite model through LiteRT,
 or a float tf_keras model, with one evaluator for both.
 
-``kws eval --model M.tflite --data-dir D`` prints top-1 accuracy, per-label accuracy and
-the confusion matrix. The label order and the front-end are parameters, because a model
-from elsewhere (Arm's ML-zoo, MLPerf Tiny) fixes both.
+The label order and the front-end are parameters, because a model from elsewhere (Arm's
+ML-zoo, MLPerf Tiny) fixes both. ``kws eval`` (:mod:`kws.cli.eval`) prints the result.
 
-Neither TensorFlow nor LiteRT is imported at module level, so the command line starts fast.
+Neither TensorFlow nor LiteRT is imported at module level: callers that only score
+predictions do not pay for loading them.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -276,72 +274,3 @@ def evaluate_keras(model, features: np.ndarray, labels: np.ndarray, label_names,
         return model.predict(x, batch_size=batch_size, verbose=0)
 
     return evaluate(predict, features, labels, label_names)
-
-
-# ---------------------------------------------------------------------------------------
-# kws eval
-# ---------------------------------------------------------------------------------------
-
-
-def register(subparsers) -> None:
-    from kws.data.dataset import SPLITS
-
-    p = subparsers.add_parser("eval", help="accuracy of a TFLite model on a Speech Commands folder")
-    p.add_argument("--model", type=Path, required=True, metavar="M.tflite", help="a TFLite model")
-    p.add_argument("--data-dir", type=Path, required=True, metavar="DIR",
-                   help="a Speech Commands folder (training archive or test-set layout)")
-    p.add_argument("--frontend", default="mlperf-tiny",
-                   help="preset (mlperf-tiny, arm) or preset,key=value,... (default mlperf-tiny)")
-    p.add_argument("--labels", default=None,
-                   help="the model's output order, comma-separated "
-                        "(default Arm's: _silence_,_unknown_,yes,no,...)")
-    p.add_argument("--split", choices=SPLITS, default="testing",
-                   help="split to evaluate (default testing; the test-set layout has only testing)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=run_eval)
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    from kws.data.dataset import SpeechCommands
-    from kws.features import get_frontend
-
-    runner = TFLiteRunner(args.model)
-    from kws.data.cli import labels_config
-
-    config = labels_config(args.labels)
-    if len(config.labels) != runner.num_classes:
-        raise KwsError(f"--labels lists {len(config.labels)} labels but {args.model} outputs "
-                       f"{runner.num_classes} classes")
-    try:
-        frontend = get_frontend(args.frontend)
-    except ValueError as exc:
-        raise KwsError(f"--frontend: {exc}") from None
-    runner.check_features(*frontend.output_shape, source=f"front-end {frontend.name}")
-    data = SpeechCommands(args.data_dir, config)
-    if not data.clips(args.split):
-        raise KwsError(f"the {args.split} split of {args.data_dir} has no clips")
-    features, labels = data.features(args.split, frontend)
-    result = evaluate(runner.predict, features, labels, config.labels)
-    report = {**result.to_dict(), "model": str(args.model), "frontend": frontend.name,
-              "data_dir": str(args.data_dir), "split": args.split}
-    print(json.dumps(report) if args.json else format_result(result, report))
-    return 0
-
-
-def format_result(result: EvalResult, report: dict) -> str:
-    from tabulate import tabulate
-
-    head = (f"{report['model']} on {report['data_dir']} ({report['split']}, "
-            f"front-end {report['frontend']}): top-1 accuracy {result.accuracy:.2%} "
-            f"over {result.n} clips")
-    totals = [sum(row) for row in result.confusion]
-    per_label = tabulate(
-        [(name, total, "-" if acc is None else f"{acc:.2%}")
-         for (name, acc), total in zip(result.per_label.items(), totals)],
-        headers=("label", "clips", "accuracy"),
-    )
-    confusion = tabulate(
-        [(name, *row) for name, row in zip(result.labels, result.confusion)],
-        headers=("true \\ predicted", *result.labels),
-    )
-    return f"{head}\n\n{per_label}\n\nconfusion matrix (rows: true label)\n{confusion}"

@@ -160,29 +160,3 @@ def model_summary(config: ModelConfig) -> dict:
         "layers": len(model.layers),
         "input_shape": list(config.input_shape),
     }
-
-
-def register(subparsers) -> None:
-    model = subparsers.add_parser("model", help="DS-CNN models")
-    sub = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
-    info = sub.add_parser("info", help="parameter and MAC counts of a model")
-    info.add_argument("name", help=f"one of {sorted(ARCHITECTURES)}, optionally with -mlperf")
-    info.add_argument("--alpha", type=float, default=1.0, help="width multiplier in (0, 1]")
-    info.add_argument("--json", action="store_true")
-    info.set_defaults(func=_run_info)
-
-
-def _run_info(args) -> int:
-    import json
-
-    from tabulate import tabulate
-
-    from kws.errors import KwsError
-
-    try:
-        config = parse_model(args.name, alpha=args.alpha)
-    except ValueError as exc:
-        raise KwsError(str(exc)) from None
-    summary = model_summary(config)
-    print(json.dumps(summary) if args.json else tabulate(summary.items(), tablefmt="plain"))
-    return 0

@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 from kws import _espeak, synth
+from kws._fs import cache_root
+from kws.data import SPLITS
 from kws.errors import DatasetError, KwsError
+from kws.synth import audio, cached, defaults, plan
 
 NAME = re.compile(r"^[0-9a-f]{8}_nohash_(\d+)\.wav$")
 
@@ -145,7 +148,7 @@ def test_speaker_split_shares_are_exact_and_ids_unique():
         assert s.voice in synth.VOICES
         assert s.variant in synth.MALE_VARIANTS + synth.FEMALE_VARIANTS
     n = len(speakers)
-    counts = {split: sum(s.split == split for s in speakers) for split in synth.SPLITS}
+    counts = {split: sum(s.split == split for s in speakers) for split in SPLITS}
     assert abs(counts["validation"] - 0.1 * n) <= 1
     assert abs(counts["testing"] - 0.1 * n) <= 1
     # Enough variety that speakers are not copies of each other.
@@ -153,7 +156,7 @@ def test_speaker_split_shares_are_exact_and_ids_unique():
 
 
 def test_split_schedule_starts_with_validation_and_testing_then_keeps_shares():
-    schedule = synth._split_schedule({"training": 0.8, "validation": 0.1, "testing": 0.1})
+    schedule = plan._split_schedule({"training": 0.8, "validation": 0.1, "testing": 0.1})
     steps = [next(schedule) for _ in range(1000)]
     assert steps[:2] == ["validation", "testing"]
     assert abs(steps.count("training") - 800) <= 2
@@ -170,7 +173,7 @@ def test_manifest_describes_what_is_on_disk(small_synth_dir):
     assert manifest["counts"]["clips"] == len(clips)
     for word, count in manifest["counts"]["per_word"].items():
         assert len(list((small_synth_dir / word).glob("*.wav"))) == count
-    per_split = {s: sum(reference_split(p.name) == s for p in clips) for s in synth.SPLITS}
+    per_split = {s: sum(reference_split(p.name) == s for p in clips) for s in SPLITS}
     assert manifest["counts"]["per_split"] == per_split
     ids = {s["speaker_id"] for s in manifest["speakers"]}
     assert {p.name[:8] for p in clips} <= ids
@@ -185,7 +188,7 @@ def test_the_dataset_loader_reads_it(small_synth_dir):
     info = data.info()
     assert info.problems == []
     assert info.split_source.startswith("validation_list")
-    for split in synth.SPLITS:
+    for split in SPLITS:
         for word in synth.KEYWORDS:
             assert info.counts[split][word] > 0, (split, word)
 
@@ -256,7 +259,7 @@ def test_every_listed_voice_and_variant_speaks():
 
 def test_long_utterances_are_spoken_faster_to_fit():
     speaker = synth.Speaker(0, "00000000", "training", "en-us", "m3", 80, 50, 50)
-    speech, rate, respoken, cropped = synth._speak(
+    speech, rate, respoken, cropped = audio._speak(
         "backward.", speaker, rate=80, pitch=50, seed=1, max_samples=8000
     )
     assert len(speech) <= 8000
@@ -267,7 +270,7 @@ def test_long_utterances_are_spoken_faster_to_fit():
 def test_a_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setenv("KWS_SYNTH_WORKERS", "1")
     written = []
-    real_write = synth._write_wav
+    real_write = audio._write_wav
 
     def failing_write(path, samples):
         if len(written) == 20:
@@ -275,7 +278,7 @@ def test_a_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
         written.append(path)
         real_write(path, samples)
 
-    monkeypatch.setattr(synth, "_write_wav", failing_write)
+    monkeypatch.setattr(audio, "_write_wav", failing_write)
     out = tmp_path / "parent" / "speech"
     with pytest.raises(RuntimeError, match="disk full"):
         tiny(out)
@@ -380,7 +383,7 @@ def test_real_background_noise_is_copied_verbatim(tmp_path, real_data_dir):
 # ----- the cached default dataset ---------------------------------------------------------
 @pytest.fixture
 def small_default(monkeypatch):
-    monkeypatch.setattr(synth, "DEFAULT_CLIPS_PER_WORD", 2)
+    monkeypatch.setattr(defaults, "DEFAULT_CLIPS_PER_WORD", 2)
     calls = []
     real = synth.synthesize
 
@@ -388,13 +391,13 @@ def small_default(monkeypatch):
         calls.append(kwargs.get("seed"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "synthesize", counting)
+    monkeypatch.setattr(cached, "synthesize", counting)
     return calls
 
 
 def test_default_dataset_is_built_once_then_reused(small_default, tmp_path):
     path = synth.default_dataset()
-    assert path.parent == synth.cache_root() / "datasets"
+    assert path.parent == cache_root() / "datasets"
     assert re.fullmatch(r"synth-[0-9a-f]{12}", path.name)
     assert (path / "SYNTH.json").is_file()
     assert len(word_clips(path)) == 2 * len(synth.KEYWORDS) + len(synth.UNKNOWN_WORDS)
@@ -404,11 +407,11 @@ def test_default_dataset_is_built_once_then_reused(small_default, tmp_path):
 
 
 def test_default_dataset_key_changes_with_seed_and_size(monkeypatch):
-    monkeypatch.setattr(synth, "DEFAULT_CLIPS_PER_WORD", 2)
+    monkeypatch.setattr(defaults, "DEFAULT_CLIPS_PER_WORD", 2)
     base = synth.default_key(0)
     assert synth.default_key(0) == base
     assert synth.default_key(1) != base
-    monkeypatch.setattr(synth, "DEFAULT_CLIPS_PER_WORD", 3)
+    monkeypatch.setattr(defaults, "DEFAULT_CLIPS_PER_WORD", 3)
     assert synth.default_key(0) != base
 
 

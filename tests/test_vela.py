@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import json
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -20,6 +23,9 @@ from kws.vela import (
     PER_LAYER_FILE,
     STAGE,
     TARGETS,
+    Accelerator,
+    MemoryMode,
+    SystemConfig,
     VelaError,
     VelaReport,
     VelaTarget,
@@ -96,6 +102,30 @@ def test_every_target_names_sections_of_the_shipped_vela_ini():
         assert f"System_Config.{target.system_config}" in ini, target
         assert f"Memory_Mode.{target.memory_mode}" in ini, target
     assert DEFAULT_TARGET in TARGETS
+
+
+def test_the_enums_list_what_the_installed_vela_offers():
+    from ethosu.vela.architecture_features import Accelerator as VelaAccelerator
+
+    ini = configparser.ConfigParser()
+    assert ini.read(vela_config_path()), vela_config_path()
+    assert [a.value for a in Accelerator] == VelaAccelerator.member_list()
+    sections = {kind: [s.split(".", 1)[1] for s in ini.sections() if s.startswith(f"{kind}.")]
+                for kind in ("System_Config", "Memory_Mode")}
+    assert [s.value for s in SystemConfig] == sections["System_Config"]
+    assert [m.value for m in MemoryMode] == sections["Memory_Mode"]
+
+
+def test_enum_members_key_and_report_as_their_names(tmp_path):
+    """The table's enum members are strings: a cache key or a report holds the plain name,
+    so keys did not change when the table took enums."""
+    target = TARGETS[DEFAULT_TARGET]
+    plain = VelaTarget(target.name, str(target.accelerator), str(target.system_config),
+                       str(target.memory_mode))
+    assert type(plain.accelerator) is str and plain == target
+    cache = ArtifactCache(tmp_path)
+    assert cache.key(STAGE, {"target": target}) == cache.key(STAGE, {"target": plain})
+    assert json.dumps(dataclasses.asdict(target)) == json.dumps(dataclasses.asdict(plain))
 
 
 def test_parse_targets_keeps_order_drops_repeats_and_expands_all():
@@ -220,7 +250,7 @@ def test_a_cache_hit_does_not_run_vela(models, monkeypatch):
         raise AssertionError("Vela ran on a cache hit")
 
     with monkeypatch.context() as patch:
-        patch.setattr("kws.vela._compile", no_vela)
+        patch.setattr("kws.vela.compiler._compile", no_vela)
         again = estimate(str(models["int8"]), DEFAULT_TARGET, cache=cache)
     assert again == first
     assert (cache.hits, cache.misses) == (1, 1)
@@ -306,6 +336,25 @@ def test_cli_json_lists_one_report_per_target(models, capsys):
     data = json.loads(capsys.readouterr().out)
     assert [d["target"] for d in data] == list(TARGETS)
     assert all(VelaReport.from_dict(d).all_on_npu for d in data)
+
+
+def test_cli_answers_from_the_cache_without_tensorflow_or_scipy(models, tmp_path):
+    """A repeated ``kws vela`` is a cache lookup: from the command to the stored report it
+    must not pay for loading TensorFlow or scipy. The second run fails if it reaches Vela.
+    (The other commands' registration is checked in test_package.py.)"""
+    env = {**os.environ, "KWS_CACHE_DIR": str(tmp_path / "cache")}
+    model = str(models["int8"])
+    run = ("import argparse, json, sys; import kws.vela.compiler as c; from kws.cli import vela; "
+           "c._compile = None if sys.argv[2] == 'cached' else c._compile; "
+           "parser = argparse.ArgumentParser(); vela.register(parser.add_subparsers()); "
+           "args = parser.parse_args(['vela', sys.argv[1]]); assert args.func(args) == 0; "
+           "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} "
+           "& {'tensorflow', 'tf_keras', 'scipy', 'ai_edge_litert'})))")
+    for state in ("compile", "cached"):
+        result = subprocess.run([sys.executable, "-c", run, model, state], env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == []
 
 
 def test_cli_bad_file_exits_2_with_the_message(tmp_path, capsys):

@@ -9,16 +9,17 @@ import sys
 
 from kws.errors import KwsError
 
-# Modules that provide commands. They must import quickly (no TensorFlow at import).
+# Modules that provide commands. Registering them must not import TensorFlow or scipy (nor
+# numpy, where a command needs only plain data to register): tests/test_package.py checks.
 COMMAND_MODULES = (
-    "kws.synth",
-    "kws.data.cli",
-    "kws.models",
-    "kws.baseline",
-    "kws.evaluate",
-    "kws.cache",
-    "kws.pathways.cli",
-    "kws.vela",
+    "kws.cli.synth",
+    "kws.cli.data",
+    "kws.cli.model",
+    "kws.cli.train",
+    "kws.cli.eval",
+    "kws.cli.cache",
+    "kws.cli.pathways",
+    "kws.cli.vela",
 )
 
 
