@@ -7,15 +7,13 @@ extracts nothing and trains nothing. Every stage of a pathway descends from this
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
 
 from kws import models
 from kws.data import DataConfig, SpeechCommands
-from kws.errors import KwsError
-from kws.models import ModelConfig, parse_model, save_model
+from kws.models import ModelConfig, save_model
 from kws.train import TrainConfig
 
 STAGE = "baseline"

@@ -10,12 +10,12 @@ import pytest
 from kws.cache import ArtifactCache
 from kws.inspect import inspect_keras, inspect_tflite
 from kws.models import ModelConfig
-from kws.pathways import PATHWAYS, get_pathway, load_model, make_params
+from kws.pathways import PATHWAYS, get_pathway, load_model, make_point
 from kws.pathways.base import FineTune
 from kws.pathways.cluster import Cluster
 from kws.pathways.prune import Prune
-from kws.pathways.registry import PathwayParams
-from kws.pathways.run import run_pathway
+from kws.pipeline import CasePipeline, RunSpec, Settings
+from kws.record import CaseRecord
 from kws.train import TrainConfig
 from tests.helpers import make_archive
 
@@ -30,17 +30,17 @@ def tree(tmp_path_factory):
     """Runs pathways on demand, sharing one artifact cache across the module."""
     data = make_archive(tmp_path_factory.mktemp("data") / "a", speakers=16)
     cache = ArtifactCache(tmp_path_factory.mktemp("artifacts"))
+    pipeline = CasePipeline(cache, Settings(latency=False))
     records: dict = {}
 
-    def run(name: str, **given):
-        key = (name, tuple(sorted(given.items())))
+    def run(name: str, seed: int = 0, **given) -> CaseRecord:
+        key = (name, seed, tuple(sorted(given.items())))
         if key not in records:
             pathway = get_pathway(name)
             defaults = {"sparsity": SPARSITY, "clusters": CLUSTERS, "alpha": 0.5}
-            given = {**{k: v for k, v in defaults.items() if k in pathway.takes}, "epochs": 1, **given}
-            params = make_params(pathway, TINY, **given)
-            records[key] = run_pathway(name, params, data_dir=data, model=TINY, base_train=BASE,
-                                       cache=cache)
+            given = {**{k: v for k, v in defaults.items() if k in pathway.takes}, **given}
+            spec = RunSpec(model=TINY, data_dir=data, baseline=BASE, finetune=FineTune(epochs=1), seed=seed)
+            records[key] = pipeline.run(pathway, make_point(pathway, TINY, **given), spec)
         return records[key]
 
     run.cache = cache
@@ -49,12 +49,12 @@ def tree(tmp_path_factory):
 
 
 def _tflite(record, cache):
-    art = next(a for a in cache.entries() if a.key == record["keys"]["deployed"])
+    art = next(a for a in cache.entries() if a.key == record.keys["deployed"])
     return art.file("model.tflite").read_bytes()
 
 
 def _stage_model(record, cache, index=-1):
-    keys = [v for k, v in record["keys"].items() if ":" in k]
+    keys = [v for k, v in record.keys.items() if ":" in k]
     art = next(a for a in cache.entries() if a.key == keys[index])
     return load_model(art)
 
@@ -64,7 +64,7 @@ def _stage_model(record, cache, index=-1):
 
 @pytest.mark.parametrize("name, given, message", [
     ("p", {"sparsity": 1.0}, "sparsity must be in"),
-    ("pcqat", {"clusters": 2}, "pcqat clusters sparsity-preservingly, which needs at least 3 clusters"),
+    ("pcqat", {"clusters": 2}, "pcqat: clustering after pruning preserves sparsity, which needs at least 3"),
     ("p", {"sparsity": 0.0}, "sparsity must be in"),
     ("c", {"clusters": 1}, r"clusters must be in \[2, 16\]"),
     ("c", {"clusters": 17}, r"pw_1 has 16 weights per output channel"),
@@ -75,7 +75,7 @@ def _stage_model(record, cache, index=-1):
 ])
 def test_bad_hyperparameters_fail_before_training(name, given, message):
     with pytest.raises(ValueError, match=message):
-        make_params(get_pathway(name), TINY, **given)
+        make_point(get_pathway(name), TINY, **given)
 
 
 def test_unknown_pathway_lists_the_valid_ones():
@@ -142,7 +142,7 @@ def test_prune_preserving_qat_keeps_sparsity_in_the_int8_model(tree, name):
     target, m_by_n = ((0.5, (2, 4)) if name == "p24qat" else (SPARSITY, None))
     stats = inspect_tflite(_tflite(record, tree.cache), m_by_n=m_by_n)
     assert stats.sparsity() >= target - 0.01
-    assert record["metrics"]["sparsity"] >= target - 0.01
+    assert record.metrics["sparsity"] >= target - 0.01
 
 
 @pytest.mark.parametrize("name", ["cqat", "pcqat", "cpcqat"])
@@ -162,13 +162,13 @@ def test_two_four_pattern_holds_in_every_group(tree):
 
 
 def test_ptq_variants_deploy_as_their_kind(tree):
-    sizes = {name: tree(name)["metrics"]["bytes"] for name in ("ptq_int8", "ptq_fp16", "ptq_dynamic")}
+    sizes = {name: tree(name).metrics["bytes"] for name in ("ptq_int8", "ptq_fp16", "ptq_dynamic")}
     # On a model this small the dynamic-range file keeps its depthwise and dense weights in
     # float32, so only int8 is sure to be the smallest.
     assert sizes["ptq_int8"] < sizes["ptq_fp16"] and sizes["ptq_int8"] < sizes["ptq_dynamic"]
     for name in sizes:
         record = tree(name)
-        assert 0 <= record["metrics"]["deployed_accuracy"] <= 1 and record["times"]["retrain_s"] == 0
+        assert 0 <= record.metrics["deployed_accuracy"] <= 1 and record.metrics["retrain_s"] == 0
 
 
 def test_structured_filter_pruning_gives_a_smaller_dense_model(tree):
@@ -176,15 +176,15 @@ def test_structured_filter_pruning_gives_a_smaller_dense_model(tree):
     small = _stage_model(record, tree.cache)
     assert small.output_shape == (None, 12)
     assert small.count_params() < load_model(next(
-        a for a in tree.cache.entries() if a.key == record["keys"]["baseline"])).count_params()
-    assert record["metrics"]["bytes"] < tree("ptq_int8")["metrics"]["bytes"]
+        a for a in tree.cache.entries() if a.key == record.keys["baseline"])).count_params()
+    assert record.metrics["bytes"] < tree("ptq_int8").metrics["bytes"]
 
 
 def test_alpha_retrains_a_narrower_baseline(tree):
     record = tree("alpha", alpha=0.125)  # the full model's width x 0.125: 8 filters
-    assert record["model"] == "ds-cnn-s-a0.125"
-    assert record["metrics"]["bytes"] < tree("ptq_int8")["metrics"]["bytes"]
-    assert record["times"]["retrain_s"] == record["times"]["baseline_train_s"] > 0
+    assert record.model == "ds-cnn-s-a0.125"
+    assert record.metrics["bytes"] < tree("ptq_int8").metrics["bytes"]
+    assert record.metrics["retrain_s"] == record.times.baseline_train_s > 0
 
 
 # ----- caching ------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def test_alpha_retrains_a_narrower_baseline(tree):
 def test_a_shared_prefix_trains_once_and_the_baseline_is_unchanged(tree, monkeypatch):
     import kws.train
 
-    baseline_art = next(a for a in tree.cache.entries() if a.key == tree("ptq_int8")["keys"]["baseline"])
+    baseline_art = next(a for a in tree.cache.entries() if a.key == tree("ptq_int8").keys["baseline"])
     before = [w.copy() for w in load_model(baseline_art).get_weights()]
     fits = []
     real_fit = kws.train.fit
@@ -207,29 +207,32 @@ def test_a_shared_prefix_trains_once_and_the_baseline_is_unchanged(tree, monkeyp
     fits.clear()
     again = tree("pc", seed=seed)
     assert fits == [], "pc's cluster stage is pcqat's: same parent, same parameters"
-    assert again["keys"]["0:prune"] == first["keys"]["0:prune"]
+    assert again.keys["0:prune"] == first.keys["0:prune"]
     after = load_model(baseline_art).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(before, after)), "a stage modified the cached baseline"
     assert tree.cache.get("baseline", baseline_art.manifest["material"]) is not None
 
 
-def test_records_carry_keys_metrics_and_times(tree):
+def test_records_carry_keys_metrics_and_times_and_round_trip_through_json(tree):
     record = tree("pcqat")
-    assert set(record["keys"]) == {"baseline", "0:prune", "1:cluster", "2:qat", "deployed"}
-    assert record["times"]["retrain_s"] == pytest.approx(sum(record["times"]["stages_s"].values()))
-    m = record["metrics"]
+    assert set(record.keys) == {"baseline", "0:prune", "1:cluster", "2:qat", "deployed"}
+    assert record.metrics["retrain_s"] == pytest.approx(sum(record.times.stages_s.values()))
+    m = record.metrics
     assert m["gzip_bytes"] < m["bytes"] and 0 <= m["deployed_accuracy"] <= 1
-    assert record["params"] == {"sparsity": SPARSITY, "clusters": CLUSTERS, "schedule": "constant",
-                                "epochs": 1, "learning_rate": PathwayParams.learning_rate, "seed": 0}
+    assert record.point == {"sparsity": SPARSITY, "schedule": "constant", "clusters": CLUSTERS}
+    assert record.spec["finetune_epochs"] == 1 and record.spec["seed"] == 0
+    assert [s.family for s in record.stages] == ["prune", "cluster", "qat"]
+    assert CaseRecord.from_json(record.to_json()) == record
+    assert "inspection" in record.to_dict() and "inspection" not in record.row()
 
 
 def test_retrain_time_counts_shared_stages_once_overall(tree):
-    from kws.pathways.run import retrain_summary
+    from kws.pipeline import retrain_summary
 
     records = [tree("p"), tree("pqat"), tree("pcqat")]
     summary = retrain_summary(records)
-    prune = records[0]["times"]["stages_s"]["0:prune"]
-    assert summary["per_pathway_s"]["pqat"] == pytest.approx(records[1]["times"]["retrain_s"])
+    prune = records[0].times.stages_s["0:prune"]
+    assert summary["per_pathway_s"]["pqat"] == pytest.approx(records[1].metrics["retrain_s"])
     assert summary["sum_of_pathways_s"] - summary["overall_s"] == pytest.approx(2 * prune, rel=1e-6)
 
 
@@ -239,11 +242,16 @@ def test_run_cli_prints_a_table_and_writes_the_record(tree, tmp_path, capsys):
     from kws.cli import main
 
     args = ["run", "ptq_int8", "--data-dir", str(tree.data), "--baseline-epochs", "1", "--model", "ds-cnn-s",
-            "--record", str(tmp_path / "r.json")]
+            "--record", str(tmp_path / "r.json"), "--vela-targets", "none"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "ptq_int8" in out and "accuracy: baseline float / int8" in out and str(tmp_path / "r.json") in out
-    record = json.loads((tmp_path / "r.json").read_text())
-    assert record["pathway"] == "ptq_int8" and set(record["keys"]) == {"baseline", "deployed"}
+    record = CaseRecord.from_json((tmp_path / "r.json").read_text())
+    assert record.pathway == "ptq_int8" and set(record.keys) == {"baseline", "deployed"}
+    assert main(["run", "ptq_int8", "--data-dir", str(tree.data), "--baseline-epochs", "1", "--json",
+                 "--record", str(tmp_path / "j.json")]) == 0
+    printed = CaseRecord.from_json(capsys.readouterr().out)
+    assert printed.metrics["vela"]["ethos-u55-256"]["inference_us"] > 0  # the default Vela target
+    assert printed.to_dict() == json.loads((tmp_path / "j.json").read_text())
     assert main(["run", "pcqat", "--alpha", "0.5"]) == 2
     assert "does not take alpha" in capsys.readouterr().err

@@ -171,7 +171,7 @@ def test_pruned_filters_are_not_preserved_as_sparsity_or_clusters():
 
 def test_run_fine_tunes_the_smaller_model_and_reports_its_sizes():
     from kws.compat import keras
-    from kws.pathways.registry import PathwayParams, get_pathway
+    from kws.pathways.registry import get_pathway, make_point
 
     rng = np.random.default_rng(3)
     train = rng.normal(size=(1, 48, 49, 10)).astype(np.float32)
@@ -179,7 +179,8 @@ def test_run_fine_tunes_the_smaller_model_and_reports_its_sizes():
     data = TrainingData(train, labels, train[0, :16], labels[:16], fingerprint={})
     base = TrainConfig(epochs=1, batch_size=16, augmentation=None, early_stopping_patience=None)
     ctx = StageContext(data, base, label_names=tuple(map(str, range(12))))
-    (stage,) = get_pathway("filter").stages(PathwayParams(sparsity=0.75, epochs=1))
+    (stage,) = get_pathway("filter").stages(make_point(get_pathway("filter"), sparsity=0.75))
+    stage = stage.with_finetune(FineTune(epochs=1))
     assert stage == FilterPrune(sparsity=0.75, finetune=FineTune(epochs=1))
 
     original = randomize(build_model(ModelConfig()), seed=4)

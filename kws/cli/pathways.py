@@ -113,7 +113,8 @@ def format_record(record) -> str:
     rows = [
         ("pathway", f"{record.pathway} {record.point} seed {record.seed}"),
         ("model / deploys as", f"{record.model} / {record.export}"),
-        ("accuracy: baseline float / int8", f"{pct(m['baseline_float_accuracy'])} / {pct(m['baseline_int8_accuracy'])}"),
+        ("accuracy: baseline float / int8",
+         f"{pct(m['baseline_float_accuracy'])} / {pct(m['baseline_int8_accuracy'])}"),
         ("accuracy: pathway float / deployed", f"{pct(m['float_accuracy'])} / {pct(m['deployed_accuracy'])}"),
         ("size raw / gzip", f"{m['bytes']:,} B / {m['gzip_bytes']:,} B "
                             f"(baseline int8 gzip {m['baseline_int8_gzip_bytes']:,} B)"),
@@ -129,7 +130,8 @@ def format_record(record) -> str:
     if m.get("litert_us") is not None:
         rows.append(("LiteRT latency (host, 1 thread)", f"{m['litert_us']:.1f} us"))
     rows += [
-        ("retrain time", f"{m['retrain_s']:.1f} s " + " ".join(f"{k}={v:.1f}s" for k, v in record.times.stages_s.items())),
+        ("retrain time", f"{m['retrain_s']:.1f} s "
+         + " ".join(f"{k}={v:.1f}s" for k, v in record.times.stages_s.items())),
         ("trained in this run", ", ".join(record.trained_now) or "nothing (all cached)"),
     ]
     return tabulate(rows, tablefmt="plain")

@@ -61,7 +61,7 @@ def _run(args) -> int:
     trained_now = cache.misses > 0
     data = CaseData(ds, spec.frontend, train, cache)
     exports = {k: export_step(artifact, k, data).run(cache) for k in kinds}
-    accuracy = {k: run_measurement(MEASUREMENTS["accuracy"], pipeline._subject(None, None, [], art, artifact, data))[0]
+    accuracy = {k: run_measurement(MEASUREMENTS["accuracy"], pipeline.subject(None, None, [], art, artifact, data))[0]
                 for k, art in exports.items()}
     seconds = time.perf_counter() - start
     if args.out:

@@ -127,7 +127,8 @@ def _ratio_check(metric: str, limit: str, reference: str) -> Callable[..., None]
             ours, ref = value_of(case, record, metric, target), value_of(case, reference, metric, target)
             if ours > ratio * ref:
                 unit = m.unit if m.unit != "fraction" else ""
-                _fail(case, m.name_for(target), f"{ours:,.2f} {unit} ({ours / ref:.3f} x {reference}'s {ref:,.2f} {unit})",
+                _fail(case, m.name_for(target),
+                      f"{ours:,.2f} {unit} ({ours / ref:.3f} x {reference}'s {ref:,.2f} {unit})",
                       f"<= {ratio} x {reference}'s")
     return judge
 

@@ -81,10 +81,6 @@ class Stage:
     def with_finetune(self, finetune: FineTune) -> Stage:
         return replace(self, finetune=finetune)
 
-    def with_finetune(self, finetune: FineTune) -> Stage:
-        from dataclasses import replace
-
-        return replace(self, finetune=finetune)
 
     def preserved(self, parent: frozenset[str]) -> frozenset[str]:
         """What the output model keeps for later stages to preserve."""
@@ -99,14 +95,6 @@ class Stage:
         """Raise ``ValueError`` when this stage cannot follow a parent that preserved
         ``preserved`` (checked before any training)."""
 
-    def promises(self) -> dict[Preserve, Any]:
-        """What this stage guarantees of its output: ``{SPARSITY: 0.5}`` (the fraction of
-        zeros in the prunable layers), ``{CLUSTERS: 16}`` (values per tensor or channel)."""
-        return {}
-
-    def check_parent(self, preserved: frozenset[str]) -> None:
-        """Raise ``ValueError`` when this stage cannot follow a parent that preserved
-        ``preserved`` (checked before any training)."""
 
     def run(self, model, ctx: StageContext, preserved: frozenset[str]):
         """Fine-tune ``model`` (fresh; the stage may wrap it); return (model, metadata)."""

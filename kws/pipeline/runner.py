@@ -54,7 +54,7 @@ class CasePipeline:
         data = CaseData(ds, spec.frontend, train, cache)
         baseline = baseline_step(ds, spec.frontend, model, train, cache).run(cache)
         baseline_int8 = export_step(baseline, ExportKind.INT8, data).run(cache)
-        subject = self._subject(pathway, point, [], baseline_int8, baseline, data)
+        subject = self.subject(pathway, point, [], baseline_int8, baseline, data)
         baseline_int8_metrics, _, _ = run_measurement(MEASUREMENTS["accuracy"], subject)
 
         parent, preserved, plain, stages, records = baseline, frozenset(), baseline, [], []
@@ -87,7 +87,7 @@ class CasePipeline:
             "retrain_s": sum(r.train_seconds for r in records)
             + (baseline.metadata["train_seconds"] if own_baseline else 0.0),
         }
-        subject = self._subject(pathway, point, stages, deployed, plain, data)
+        subject = self.subject(pathway, point, stages, deployed, plain, data)
         measured, inspection = {}, None
         for m in MEASUREMENTS.values():
             if not m.applies(subject):
@@ -110,7 +110,7 @@ class CasePipeline:
             versions=deployed.manifest.get("versions", {}), measured=measured,
             files={"deployed": str(subject.tflite)}, inspection=inspection)
 
-    def _subject(self, pathway, point, stages, deployed, plain, data) -> Subject:
+    def subject(self, pathway, point, stages, deployed, plain, data) -> Subject:
         from kws.data import DataConfig
 
         eval_ds = None if self.settings.eval_dir is None else self.dataset(self.settings.eval_dir, DataConfig())
