@@ -94,10 +94,13 @@ class TrainingData:
 
 def prepare_data(ds: SpeechCommands, frontend, config: TrainConfig, *, cache=None) -> TrainingData:
     """Clean validation features and ``augmentation_versions`` augmented copies of the
-    training features, all through the feature cache (built once, then read)."""
-    from kws.features import FeatureCache, extract, get_frontend
+    training features, all through the feature cache (built once, then read).
 
-    cache = cache or FeatureCache()
+    ``cache``: the run's :class:`~kws.cache.ArtifactCache` (its feature cache is used),
+    a :class:`~kws.features.FeatureCache`, or None for the default store's."""
+    from kws.features import extract, feature_cache, get_frontend
+
+    cache = feature_cache(cache)
     frontend = get_frontend(frontend)
     clean, labels = ds.features("training", frontend, cache=cache)
     val, val_labels = ds.features("validation", frontend, cache=cache)

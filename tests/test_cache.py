@@ -1,5 +1,5 @@
 """The artifact cache: keys, hits, atomic builds, locking across processes, verification,
-clearing, and the ``kws cache`` commands."""
+clearing (all of it the storage core's, :mod:`kws.store`), and the ``kws cache`` commands."""
 
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ import numpy as np
 import pytest
 
 import kws.cache
-from kws.cache import Artifact, ArtifactCache, format_age, parse_age
+import kws.cli.cache
+import kws.store.store
+from kws.cache import Artifact, ArtifactCache
 from kws.cli import main
+from kws.cli.cache import format_age, parse_age
 
 MATERIAL = {
     "model": "ds-cnn-s",
@@ -440,7 +443,7 @@ def test_corrupt_entry_is_detected_and_rebuilt(damage, caplog):
 
     assert ArtifactCache().get("train", MATERIAL) is None
     calls = []
-    with caplog.at_level(logging.WARNING, logger="kws.cache"):
+    with caplog.at_level(logging.WARNING, logger="kws.store"):
         rebuilt = cache.get_or_build("train", MATERIAL, writes(b"weights-v2", calls=calls))
     assert len(calls) == 1 and cache.rebuilds == 1
     assert str(original.path) in caplog.text and "corrupt" in caplog.text
@@ -453,7 +456,7 @@ def test_get_does_not_remove_a_corrupt_entry(caplog):
     cache = ArtifactCache()
     artifact = cache.get_or_build("train", MATERIAL, writes())
     _flip_a_byte(artifact)
-    with caplog.at_level(logging.WARNING, logger="kws.cache"):
+    with caplog.at_level(logging.WARNING, logger="kws.store"):
         assert cache.get("train", MATERIAL) is None
     assert "model.bin does not match its sha256" in caplog.text
     assert artifact.path.is_dir() and cache.rebuilds == 0
@@ -475,7 +478,7 @@ def test_entries_skip_unreadable_and_optionally_verify():
 
 def _build_at(cache, monkeypatch, when: datetime.datetime, material: dict) -> Artifact:
     with monkeypatch.context() as patch:  # a local undo: KWS_CACHE_DIR stays patched
-        patch.setattr(kws.cache, "_now", lambda: when)
+        patch.setattr(kws.store.store, "_now", lambda: when)
         return cache.get_or_build("train", material, writes())
 
 
@@ -598,7 +601,7 @@ def test_cli_clear_older_than(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "removed 1 entry older than 1w" in out
     freed = before - cache.disk_usage()
-    assert freed > 0 and kws.cache.human_bytes(freed) in out
+    assert freed > 0 and kws.cli.cache.human_bytes(freed) in out
     assert not old.path.exists() and fresh.path.exists()
 
     assert main(["cache", "clear"]) == 0
@@ -615,3 +618,33 @@ def test_cli_clear_rejects_a_malformed_age(age, capsys):
     err = capsys.readouterr().err
     assert "--older-than" in err and repr(age) in err and "30m, 12h, 7d" in err
     assert len(ArtifactCache().entries()) == 1  # nothing removed
+
+
+def test_command_line_helpers_stay_importable_from_the_cache_module():
+    from kws.cache import AGE_FORMS, format_age, human_bytes, parse_age, summarize
+
+    assert parse_age is kws.cli.cache.parse_age and format_age is kws.cli.cache.format_age
+    assert human_bytes is kws.cli.cache.human_bytes and summarize is kws.cli.cache.summarize
+    assert "7d" in AGE_FORMS
+    with pytest.raises(AttributeError, match="no_such_name"):
+        kws.cache.no_such_name  # noqa: B018
+
+
+def test_cache_command_module_imports_nothing_heavy():
+    code = """
+        import sys
+        import kws.cli.cache
+        print(sorted(m for m in ("numpy", "scipy", "tensorflow", "kws.cache", "kws.store") if m in sys.modules))
+    """
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_cache_library_holds_no_command_line_code():
+    import kws.store
+
+    sources = [Path(kws.cache.__file__), *Path(kws.store.__file__).parent.glob("*.py")]
+    assert len(sources) >= 5
+    for source in sources:
+        assert "argparse" not in source.read_text(), source

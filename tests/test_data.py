@@ -331,7 +331,8 @@ def test_augmentation_is_deterministic_under_a_seed_and_respects_its_ranges():
     a = augment(waves, silence, noise, aug, np.random.default_rng(7))
     b = augment(waves, silence, noise, aug, np.random.default_rng(7))
     c = augment(waves, silence, noise, aug, np.random.default_rng(8))
-    np.testing.assert_array_equal(a[0], b[0]); np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[1], c[1])
     fg, bg = a
     peak = np.abs(bg).max(axis=1)
@@ -439,6 +440,32 @@ def test_features_with_skip_bad_keep_labels_aligned(tmp_path):
     again, labels2 = SpeechCommands(root, skip_bad=True).features("training")
     assert len(feats) == len(labels) == len(SpeechCommands(root).clips("training")) - 1
     np.testing.assert_array_equal(labels, labels2)
+
+
+def test_one_artifact_cache_reaches_the_features_of_a_run(tmp_path, monkeypatch):
+    """The cache a run is handed (an ArtifactCache) serves its features, under its root."""
+    from kws.cache import ArtifactCache
+    from kws.train import TrainConfig, prepare_data
+
+    root = make_archive(tmp_path / "a", speakers=20)
+    cache = ArtifactCache(tmp_path / "store")
+    feats, labels = SpeechCommands(root).features("validation", "mlperf-tiny", cache=cache)
+    assert cache.features.misses == 2 and (cache.hits, cache.misses) == (0, 0)
+    assert {e.stage for e in cache.entries(verify=True)} == {"features"}
+    assert all(e.path.parent == cache.root / "features" for e in cache.entries())
+    default = SpeechCommands(root).features("validation", "mlperf-tiny")  # cache=None: the default root
+    np.testing.assert_array_equal(default[0], feats)
+    np.testing.assert_array_equal(default[1], labels)
+
+    config = TrainConfig(epochs=1, augmentation_versions=2)
+    data = prepare_data(SpeechCommands(root), "mlperf-tiny", config, cache=cache)
+    np.testing.assert_array_equal(data.val, feats)
+    misses = cache.features.misses
+    again = SpeechCommands(root)
+    monkeypatch.setattr(again, "load", lambda split: pytest.fail("cache hit must not read audio"))
+    data2 = prepare_data(again, "mlperf-tiny", config, cache=cache)
+    assert cache.features.misses == misses
+    np.testing.assert_array_equal(data2.train, data.train)
 
 
 def test_read_wav_accepts_unknown_extra_chunks(tmp_path):

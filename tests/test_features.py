@@ -1,4 +1,5 @@
-"""Tests for kws.features: the MFCC front-ends and the feature cache.
+"""Tests for kws.features: the MFCC front-ends and the feature cache, which rides on the
+storage core (kws.store) shared with the artifact cache.
 
 The front-ends are checked against plain per-clip numpy/scipy implementations of the
 two reference recipes written here from the semantics of the TensorFlow code they
@@ -9,7 +10,12 @@ Arm), computed in float64.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -17,15 +23,19 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from kws import _fs
+import kws.features.cache
+from kws.cache import ArtifactCache
 from kws.features import (
     FEATURE_FORMAT_VERSION,
+    FEATURES_FILE,
     PRESETS,
     FeatureCache,
     FrontEnd,
     extract,
+    feature_cache,
     get_frontend,
 )
+from kws.store import Store, cache_root
 
 TOLERANCE = 1e-4
 SR = 16000
@@ -484,7 +494,8 @@ FE = PRESETS["mlperf-tiny"]
 
 
 def test_cache_default_root_follows_kws_cache_dir():
-    assert FeatureCache().root == _fs.cache_root() / "features"
+    # One store for every cache: features default to the artifact cache's root.
+    assert FeatureCache().root == ArtifactCache().root == cache_root() / "artifacts"
     assert str(FeatureCache().root).startswith(os.environ["KWS_CACHE_DIR"])
 
 
@@ -548,14 +559,15 @@ def test_name_alone_does_not_change_the_key(tmp_path):
 
 
 def test_key_covers_format_version_and_tensorflow(tmp_path, monkeypatch):
-    import kws.features as features
-
+    features = kws.features.cache
     cache = FeatureCache(tmp_path)
     before = cache.key("clips", FE)
+    versions = features._installed_versions()
+    assert set(versions) == {"tensorflow"} and versions["tensorflow"]  # only TF computes features
     monkeypatch.setattr(features, "FEATURE_FORMAT_VERSION", FEATURE_FORMAT_VERSION + 1)
     assert cache.key("clips", FE) != before
     monkeypatch.undo()
-    monkeypatch.setattr(features, "_tensorflow_version", lambda: "0.0.0")
+    monkeypatch.setattr(features, "_installed_versions", lambda: {"tensorflow": "0.0.0"})
     assert cache.key("clips", FE) != before
 
 
@@ -563,7 +575,7 @@ def test_key_covers_format_version_and_tensorflow(tmp_path, monkeypatch):
 def test_damaged_entry_is_rebuilt(tmp_path, damage):
     cache, compute = FeatureCache(tmp_path), Computer()
     cache.get_or_compute("clips", FE, compute)
-    path = cache.path_for("clips", FE)
+    path = cache.path_for("clips", FE) / FEATURES_FILE
     data = path.read_bytes()
     if damage == "truncate-half":
         path.write_bytes(data[: len(data) // 2])
@@ -583,14 +595,13 @@ def test_damaged_entry_is_rebuilt(tmp_path, damage):
 
 
 def test_entry_with_wrong_checksum_is_not_trusted(tmp_path):
-    """A well-formed archive whose array does not match its stored checksum."""
+    """A well-formed array file of the right size that does not match its stored checksum."""
     cache, compute = FeatureCache(tmp_path), Computer()
     cache.get_or_compute("clips", FE, compute)
-    path = cache.path_for("clips", FE)
-    with np.load(path) as archive:
-        stored = {name: archive[name] for name in archive.files}
-    stored["features"] = stored["features"] + 1
-    _fs.atomic_save_npz(path, **stored)
+    path = cache.path_for("clips", FE) / FEATURES_FILE
+    size = path.stat().st_size
+    np.save(path, np.load(path) + 1)
+    assert path.stat().st_size == size
     result = cache.get_or_compute("clips", FE, compute)
     np.testing.assert_array_equal(result, compute.value)
     assert compute.calls == 2
@@ -626,12 +637,12 @@ def test_crash_during_write_leaves_no_trusted_entry(tmp_path, monkeypatch):
     def fail_rename(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(_fs.os, "replace", fail_rename)
+    monkeypatch.setattr(os, "replace", fail_rename)
     with pytest.raises(OSError, match="disk full"):
         cache.get_or_compute("clips", FE, compute)
     monkeypatch.undo()
     assert not cache.path_for("clips", FE).exists()
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob(".*.tmp"))
     _, hit = cache.get_or_compute("clips", FE, compute, return_hit=True)
     assert not hit and compute.calls == 2
 
@@ -640,7 +651,8 @@ def test_crash_in_recompute_after_corruption_removes_the_bad_entry(tmp_path):
     cache, compute = FeatureCache(tmp_path), Computer()
     cache.get_or_compute("clips", FE, compute)
     path = cache.path_for("clips", FE)
-    path.write_bytes(path.read_bytes()[:100])
+    stored = path / FEATURES_FILE
+    stored.write_bytes(stored.read_bytes()[:100])
 
     def crash():
         raise RuntimeError("killed")
@@ -680,6 +692,99 @@ def test_cached_extraction_round_trip(tmp_path, clips):
     second, hit = cache.get_or_compute("clips", FE, lambda: extract(clips, FE), return_hit=True)
     assert hit
     np.testing.assert_array_equal(first, second)
+
+
+# ----- one storage core ----------------------------------------------------------------
+
+
+def test_artifact_cache_hands_down_a_feature_cache_over_its_root(tmp_path):
+    artifacts = ArtifactCache(tmp_path / "store")
+    features = artifacts.features
+    assert features is artifacts.features  # one instance: its counters add up over a run
+    assert features.store is artifacts.store and features.root == artifacts.root
+    compute = Computer()
+    features.get_or_compute("clips", FE, compute)
+    entry = features.path_for("clips", FE)
+    assert entry.parent == artifacts.root / "features" and (entry / FEATURES_FILE).is_file()
+    # The artifact cache sees, measures and clears the feature entry like any other.
+    listed = artifacts.entries(verify=True)
+    assert [(e.stage, e.path) for e in listed] == [("features", entry)]
+    assert listed[0].manifest["material"]["fingerprint"] == "clips"
+    assert (artifacts.hits, artifacts.misses) == (0, 0) and (features.hits, features.misses) == (0, 1)
+    # A feature cache over the same root (another process) finds it.
+    _, hit = FeatureCache(artifacts.root).get_or_compute("clips", FE, compute, return_hit=True)
+    assert hit and compute.calls == 1
+    assert artifacts.clear() == 1 and not entry.exists()
+
+
+def test_feature_cache_resolves_what_callers_hand_down(tmp_path):
+    artifacts, features = ArtifactCache(tmp_path), FeatureCache(tmp_path / "other")
+    assert feature_cache(artifacts) is artifacts.features
+    assert feature_cache(features) is features
+    assert feature_cache(None).root == FeatureCache().root
+    with pytest.raises(TypeError, match="ArtifactCache, a FeatureCache or None"):
+        feature_cache(str(tmp_path))
+    with pytest.raises(ValueError, match="root or a store"):
+        FeatureCache(tmp_path, store=artifacts.store)
+
+
+def test_corrupt_feature_entry_is_caught_by_the_shared_verification(tmp_path, caplog):
+    cache, compute = FeatureCache(tmp_path), Computer()
+    cache.get_or_compute("clips", FE, compute)
+    entry = cache.path_for("clips", FE)
+    stored = entry / FEATURES_FILE
+    data = bytearray(stored.read_bytes())
+    data[-5] ^= 0xFF
+    stored.write_bytes(bytes(data))
+
+    # The store, read directly, rejects it by the SHA-256 its manifest records...
+    store = Store(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="kws.store"):
+        material = FeatureCache._material("clips", FE, None)
+        assert store.get("features", material, **FeatureCache._versioning()) is None
+    assert f"{FEATURES_FILE} does not match its sha256" in caplog.text
+    assert ArtifactCache(tmp_path).entries(verify=True) == []
+    # ...and the feature cache, riding on it, discards the entry and computes it again.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kws.store"):
+        result, hit = cache.get_or_compute("clips", FE, compute, return_hit=True)
+    assert not hit and compute.calls == 2 and cache.rebuilds == 1
+    assert str(entry) in caplog.text and "corrupt" in caplog.text
+    np.testing.assert_array_equal(result, compute.value)
+    assert [e.path for e in ArtifactCache(tmp_path).entries(verify=True)] == [entry]
+
+
+KILLED_EXTRACTION = """
+    import sys, time
+    import numpy as np
+    from kws.features import PRESETS, FeatureCache
+
+    def compute():
+        print("computing", flush=True)
+        time.sleep(60)
+        return np.zeros(3, np.float32)
+
+    FeatureCache(sys.argv[1]).get_or_compute("clips", PRESETS["mlperf-tiny"], compute)
+"""
+
+
+def test_killed_feature_computation_leaves_nothing_trusted(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_EXTRACTION), str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "computing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    cache, compute = FeatureCache(tmp_path), Computer()
+    assert not cache.path_for("clips", FE).exists()
+    assert len(list((tmp_path / "features").glob(".*.tmp"))) == 1  # its half-built folder
+    # The killed process's lock died with it: the next caller computes at once.
+    result, hit = cache.get_or_compute("clips", FE, compute, return_hit=True)
+    assert not hit and compute.calls == 1
+    np.testing.assert_array_equal(result, compute.value)
 
 
 # ---------------------------------------------------------------------------------------

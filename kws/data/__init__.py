@@ -2,7 +2,7 @@
 reading and training-time augmentation. Nothing here imports TensorFlow."""
 
 from kws.data.augment import Augmentation
-from kws.data.dataset import (
+from kws.data.config import (
     ARM_LABELS,
     KEYWORDS,
     MLPERF_LABELS,
@@ -12,9 +12,8 @@ from kws.data.dataset import (
     Clip,
     DataConfig,
     Layout,
-    SpeechCommands,
-    detect_layout,
 )
+from kws.data.dataset import SpeechCommands, detect_layout
 from kws.data.split import speaker_of, which_split
 from kws.data.wav import read_wav
 

@@ -7,99 +7,41 @@
   as in the reference ``input_data.py``.
 - The canonical test set: twelve label folders, real ``_silence_`` clips and
   ``_unknown_`` files named ``<word>_<speaker>_nohash_<n>.wav``; every clip is ``testing``.
+
+The labels, splits and :class:`DataConfig` are plain data in :mod:`kws.data.config`.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from kws.data.config import (
+    ARM_LABELS,
+    BACKGROUND_DIR,
+    KEYWORDS,
+    LIST_FILES,
+    MLPERF_LABELS,
+    SILENCE,
+    SPLITS,
+    UNKNOWN,
+    Clip,
+    DataConfig,
+    DatasetInfo,
+    Layout,
+)
 from kws.data.split import speaker_of, which_split
 from kws.data.wav import CLIP_SAMPLES, SAMPLE_RATE, read_wav
 from kws.errors import BadAudioError, DatasetError
 from kws.progress import progress
 
-KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-SILENCE = "_silence_"
-UNKNOWN = "_unknown_"
-BACKGROUND_DIR = "_background_noise_"
-# The two label orders in the sources; an external model's order is always a parameter.
-ARM_LABELS = (SILENCE, UNKNOWN, *KEYWORDS)
-MLPERF_LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes", SILENCE, UNKNOWN)
-SPLITS = ("training", "validation", "testing")
-LIST_FILES = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
 _WAV_SUFFIX = ".wav"
-
-
-class Layout(enum.Enum):
-    TRAINING_ARCHIVE = "training-archive"
-    TEST_SET = "test-set"
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """How a folder of word clips becomes a labelled dataset."""
-
-    wanted_words: tuple[str, ...] = KEYWORDS
-    labels: tuple[str, ...] = ARM_LABELS
-    silence_pct: float = 10.0
-    unknown_pct: float = 10.0
-    validation_pct: float = 10.0
-    testing_pct: float = 10.0
-    # Background noise for silence and augmentation; default: the dataset's own folder.
-    noise_dir: Path | None = None
-    seed: int = 0
-
-    def __post_init__(self):
-        object.__setattr__(self, "wanted_words", tuple(self.wanted_words))
-        object.__setattr__(self, "labels", tuple(self.labels))
-        if not self.wanted_words:
-            raise ValueError("wanted_words must name at least one word")
-        expected = set(self.wanted_words) | {SILENCE, UNKNOWN}
-        if len(self.labels) != len(set(self.labels)) or set(self.labels) != expected:
-            raise ValueError(
-                f"labels {list(self.labels)} must list each of {sorted(expected)} exactly once"
-            )
-        for name in ("silence_pct", "unknown_pct", "validation_pct", "testing_pct"):
-            value = getattr(self, name)
-            if not 0 <= value <= 100:
-                raise ValueError(f"{name} must be in [0, 100], got {value}")
-        if self.validation_pct + self.testing_pct >= 100:
-            raise ValueError("validation_pct + testing_pct must leave some training data")
-
-    def label_index(self, label: str) -> int:
-        return self.labels.index(label)
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One example. ``path`` is ``None`` for a generated ``_silence_`` clip."""
-
-    path: Path | None
-    label: str
-    word: str
-    speaker: str | None
-    split: str
-
-
-@dataclass
-class DatasetInfo:
-    root: Path
-    layout: Layout
-    split_source: str
-    counts: dict[str, Counter] = field(default_factory=dict)  # split -> label -> clips
-    speakers: dict[str, set] = field(default_factory=dict)  # split -> speaker ids
-    duration_s: float = 0.0
-    files_read: int = 0
-    sample_rates: Counter = field(default_factory=Counter)
-    problems: list[str] = field(default_factory=list)
 
 
 def detect_layout(root: Path | str) -> Layout:
@@ -153,12 +95,12 @@ class SpeechCommands:
         empty = [w for w in required if not _wavs(self.root / w)]
         if empty:
             raise DatasetError(f"{self.root}: label folder(s) with no .wav files: {', '.join(empty)}")
-        if self.layout is Layout.TRAINING_ARCHIVE and len(self._word_folders()) == len(required):
-            if self.config.unknown_pct > 0:
-                raise DatasetError(
-                    f"{self.root} has no word folders besides the wanted words, so there is "
-                    "nothing to sample _unknown_ from (set unknown_pct=0 to train without it)"
-                )
+        only_wanted = self.layout is Layout.TRAINING_ARCHIVE and len(self._word_folders()) == len(required)
+        if only_wanted and self.config.unknown_pct > 0:
+            raise DatasetError(
+                f"{self.root} has no word folders besides the wanted words, so there is "
+                "nothing to sample _unknown_ from (set unknown_pct=0 to train without it)"
+            )
 
     @cached_property
     def split_source(self) -> str:
@@ -292,21 +234,21 @@ class SpeechCommands:
     def features(self, split: str, frontend="mlperf-tiny", *, cache=None) -> tuple[np.ndarray, np.ndarray]:
         """MFCC features ``[N, frames, coeffs]`` and labels of ``split``, unaugmented.
 
-        Served from the on-disk feature cache when the clip list (paths, sizes, mtimes),
-        the config and every front-end parameter are unchanged; the second run of
-        anything skips reading and extraction.
+        Served from the feature cache when the clip list (paths, sizes, mtimes), the
+        config and every front-end parameter are unchanged, so the second run of anything
+        skips reading and extraction. ``cache``: the run's :class:`~kws.cache.ArtifactCache`
+        (its feature cache is used), a :class:`~kws.features.FeatureCache`, or None.
         """
-        from kws.features import FeatureCache, extract, get_frontend
+        from kws.features import extract, feature_cache, get_frontend
 
-        cache = cache or FeatureCache()
-        frontend = get_frontend(frontend)
+        cache, frontend = feature_cache(cache), get_frontend(frontend)
         fingerprint = self.fingerprint(split)
-        loaded: dict[str, np.ndarray] = {}
+        loaded: list[tuple[np.ndarray, np.ndarray]] = []
 
         def waves_and_labels() -> tuple[np.ndarray, np.ndarray]:
             if not loaded:
-                loaded["waves"], loaded["labels"] = self.load(split)
-            return loaded["waves"], loaded["labels"]
+                loaded.append(self.load(split))
+            return loaded[0]
 
         feats = cache.get_or_compute(fingerprint, frontend, lambda: extract(waves_and_labels()[0], frontend))
         # Labels are stored beside the features: with skip_bad they depend on which files failed.
@@ -404,3 +346,23 @@ def _stat_entry(path: Path | None, label: str) -> bytes:
         return f"{label}\n".encode()
     st = path.stat()
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{label}\n".encode()
+
+
+# The labels, splits and configuration are defined in kws.data.config and importable from
+# here too, where callers have always found them.
+__all__ = [
+    "ARM_LABELS",
+    "BACKGROUND_DIR",
+    "KEYWORDS",
+    "LIST_FILES",
+    "MLPERF_LABELS",
+    "SILENCE",
+    "SPLITS",
+    "UNKNOWN",
+    "Clip",
+    "DataConfig",
+    "DatasetInfo",
+    "Layout",
+    "SpeechCommands",
+    "detect_layout",
+]
