@@ -30,6 +30,9 @@ import numpy as np
 
 
 class ExportKind(enum.StrEnum):
+    """The TFLite conversions above. The value is the kind's name in cache keys, records
+    and ``kws train --export``."""
+
     FLOAT32 = "float32"
     DYNAMIC = "dynamic"
     FLOAT16 = "float16"

@@ -156,18 +156,6 @@ def vela_fields() -> tuple[str, ...]:
     return (*(m.vela_field for m in METRICS.values() if m.per_target), "cpu_ops")
 
 
-def register(metric: Metric) -> Metric:
-    """Add a metric to the table (for extensions and tests); returns it."""
-    if metric.name in METRICS:
-        raise ValueError(f"metric {metric.name!r} is already declared")
-    METRICS[metric.name] = metric
-    return metric
-
-
-def unregister(name: str) -> None:
-    METRICS.pop(name, None)
-
-
 def get_metric(name: str) -> Metric:
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; valid: {', '.join(METRICS)}")

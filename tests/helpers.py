@@ -51,5 +51,6 @@ def make_test_set(root: Path, per_label: int = 3) -> Path:
             write_wav(root / w / f"{s:08x}_nohash_0.wav", tone(seed))
     for s in range(per_label):
         write_wav(root / "_unknown_" / f"bed_{s + 50:08x}_nohash_0.wav.wav", tone(seed + s + 1))
-        write_wav(root / "_silence_" / f"{s}.wav", (np.random.default_rng(s).standard_normal(16_000) * 100).astype(np.int16))
+        noise = np.random.default_rng(s).standard_normal(16_000) * 100
+        write_wav(root / "_silence_" / f"{s}.wav", noise.astype(np.int16))
     return root

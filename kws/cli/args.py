@@ -44,7 +44,7 @@ def comma_list(text: str) -> tuple[str, ...]:
 def labels_config(labels_arg: str | None) -> DataConfig:
     """The :class:`DataConfig` for a ``--labels`` option: a permutation of the 12 labels
     (default: Arm's order). Errors name the option and list the valid labels."""
-    from kws.data.dataset import ARM_LABELS, DataConfig
+    from kws.data.config import ARM_LABELS, DataConfig
 
     if labels_arg is None:
         return DataConfig(labels=ARM_LABELS)

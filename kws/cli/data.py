@@ -49,7 +49,7 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> DataConfig:
-    from kws.data.dataset import ARM_LABELS, KEYWORDS, DataConfig
+    from kws.data.config import ARM_LABELS, KEYWORDS, DataConfig
 
     wanted_words = KEYWORDS if args.wanted_words is None else args.wanted_words
     labels = args.labels or (ARM_LABELS if tuple(wanted_words) == KEYWORDS

@@ -22,20 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.data.config import (
-    ARM_LABELS,
-    BACKGROUND_DIR,
-    KEYWORDS,
-    LIST_FILES,
-    MLPERF_LABELS,
-    SILENCE,
-    SPLITS,
-    UNKNOWN,
-    Clip,
-    DataConfig,
-    DatasetInfo,
-    Layout,
-)
+from kws.data.config import BACKGROUND_DIR, LIST_FILES, SILENCE, SPLITS, UNKNOWN, Clip, DataConfig, DatasetInfo, Layout
 from kws.data.split import speaker_of, which_split
 from kws.data.wav import CLIP_SAMPLES, SAMPLE_RATE, read_wav
 from kws.errors import BadAudioError, DatasetError
@@ -351,11 +338,8 @@ def _stat_entry(path: Path | None, label: str) -> bytes:
 # The labels, splits and configuration are defined in kws.data.config and importable from
 # here too, where callers have always found them.
 __all__ = [
-    "ARM_LABELS",
     "BACKGROUND_DIR",
-    "KEYWORDS",
     "LIST_FILES",
-    "MLPERF_LABELS",
     "SILENCE",
     "SPLITS",
     "UNKNOWN",

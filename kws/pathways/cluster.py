@@ -11,6 +11,8 @@ from kws.pathways.base import CLUSTERS, SPARSITY, Stage, StageContext
 
 
 class CentroidInit(enum.StrEnum):
+    """TFMOT's ``CentroidInitialization`` choices, by the names cache keys hold."""
+
     KMEANS_PLUS_PLUS = "kmeans++"
     LINEAR = "linear"
     DENSITY = "density"

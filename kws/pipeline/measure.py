@@ -151,18 +151,6 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
 )}
 
 
-def register(measurement: Measurement) -> Measurement:
-    """Add a measurement (for extensions and tests); returns it."""
-    if measurement.name in MEASUREMENTS:
-        raise ValueError(f"measurement {measurement.name!r} is already registered")
-    MEASUREMENTS[measurement.name] = measurement
-    return measurement
-
-
-def unregister(name: str) -> None:
-    MEASUREMENTS.pop(name, None)
-
-
 def run_measurement(m: Measurement, subject: Subject) -> tuple[dict, dict | None, str]:
     """``(metrics, detail, how)``: ``how`` is ``"cached"`` or ``"now"``."""
     if m.material is None:

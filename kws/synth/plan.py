@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kws.data.dataset import KEYWORDS, SPLITS
+from kws.data.config import KEYWORDS, SPLITS
 from kws.data.split import which_split
 from kws.errors import KwsError
 from kws.synth import defaults
