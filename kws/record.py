@@ -92,7 +92,9 @@ class CaseRecord:
             elif f.name == "trained_now":
                 value = list(value)
             out[f.name] = value
-        return out
+        # Plain JSON values only (enum members as their strings): rows travel between
+        # pytest-xdist processes, which serialise builtins alone.
+        return json.loads(json.dumps(out, default=str))
 
     def row(self) -> dict:
         """The record as the history keeps it: without its detail fields."""

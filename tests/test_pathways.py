@@ -223,6 +223,9 @@ def test_records_carry_keys_metrics_and_times_and_round_trip_through_json(tree):
     assert record.spec["finetune_epochs"] == 1 and record.spec["seed"] == 0
     assert [s.family for s in record.stages] == ["prune", "cluster", "qat"]
     assert CaseRecord.from_json(record.to_json()) == record
+    from execnet.gateway_base import dumps
+
+    dumps(record.row())  # what pytest-xdist does to a row travelling from a worker
     assert "inspection" in record.to_dict() and "inspection" not in record.row()
 
 

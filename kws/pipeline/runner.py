@@ -98,8 +98,8 @@ class CasePipeline:
             if m.name == "inspect":
                 inspection = detail
         return CaseRecord(
-            pathway=pathway.name, family=pathway.family, point=point.to_dict(), spec=spec.to_dict(),
-            model=model.slug, export=pathway.export,
+            pathway=pathway.name, family=pathway.family.value, point=point.to_dict(), spec=spec.to_dict(),
+            model=model.slug, export=pathway.export.value,
             keys={"baseline": baseline.key, **{f"{i}:{r.family}": r.key for i, r in enumerate(records)},
                   "deployed": deployed.key},
             metrics=_plain(metrics), stages=tuple(records),
