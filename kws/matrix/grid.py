@@ -78,7 +78,8 @@ class Case:
 
     @property
     def family(self) -> str:
-        return PATHWAYS[self.pathway].family
+        # Plain strings: mark names travel between pytest-xdist processes in reports.
+        return PATHWAYS[self.pathway].family.value
 
     @property
     def takes(self) -> tuple[str, ...]:
@@ -86,7 +87,7 @@ class Case:
 
     @property
     def export(self) -> str:
-        return PATHWAYS[self.pathway].export
+        return PATHWAYS[self.pathway].export.value
 
     @property
     def promises(self) -> dict[Preserve, object]:
