@@ -75,6 +75,14 @@ def test_the_nightly_grid_takes_only_the_axes_each_pathway_uses():
     assert len({c.slug for c in cases}) == len(cases)
 
 
+def test_what_marks_and_rows_carry_is_plain_data_that_crosses_xdist():
+    from execnet.gateway_base import dumps
+
+    cases = generate(load_grid(GRID)["nightly"])
+    assert all(type(c.family) is str and type(c.export) is str and type(c.group) is str for c in cases)
+    dumps(_result(deployed_accuracy=0.5, vela={"ethos-u55-256": {"inference_us": 1.0}}).row())
+
+
 def test_cases_sharing_a_tree_prefix_share_an_xdist_group():
     cases = {c.slug: c for c in generate(load_grid(GRID)["nightly"])}
     prune = cases["p-s0.50-seed0"].group
@@ -239,6 +247,18 @@ def test_history_appends_whole_lines_and_skips_a_damaged_one(tmp_path, caplog):
     assert "history.jsonl:2: unreadable history line skipped" in caplog.text
 
 
+def test_a_line_that_is_not_a_row_is_reported_with_its_number_and_the_rest_is_read(tmp_path):
+    path = tmp_path / "history.jsonl"
+    lines = [_row(), {"case": "x", "metrics": "oops"}, [1, 2], {**_row(), "schema": 99}, _row(acc=0.9)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    problems = []
+    rows = read_history(path, problems)
+    assert [r["metrics"]["deployed_accuracy"] for r in rows] == [0.85, 0.9]
+    assert [p.split(": ", 2)[0] for p in problems] == [f"{path}:2", f"{path}:3", f"{path}:4"]
+    assert "'tier' missing" in problems[0] and "schema 99" in problems[2]
+    assert "## Tier `smoke`" in render(rows)  # the report is still written from the good rows
+
+
 def test_the_summary_averages_seeds_marks_the_best_and_sits_beside_the_study():
     rows = [_row("qat-seed0", acc=0.86, gzip=30_880, us=115.4), _row("qat-seed1", acc=0.88, gzip=30_900, us=115.6),
             _row("pqat-s0.50-seed0", acc=0.82, gzip=24_950, us=113.7),
@@ -385,15 +405,33 @@ vela_weights_ratio = 2.0
     same = pytester.runpytest_subprocess(*args, "--kws-gate")
     same.stdout.no_fnmatch_line("[[]kws[]] case *")
     assert same.ret == pytest.ExitCode.OK
-    same.stdout.fnmatch_lines(["*kws gate: no regression against the history*"])
+    same.stdout.fnmatch_lines(["*kws gate: 2 case(s) compared with their history, no regression*"])
 
     better = [replace_metrics(r) for r in read_history(results / "history.jsonl")]
-    (results / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in better))
+    # A line of the wrong shape is reported once, with its number, and left out.
+    lines = [json.dumps(r) + "\n" for r in better] + ['{"case": "x", "metrics": "oops"}\n']
+    (results / "history.jsonl").write_text("".join(lines))
     regressed = pytester.runpytest_subprocess(*args, "--kws-gate")
     assert regressed.ret == pytest.ExitCode.TESTS_FAILED
-    regressed.stdout.fnmatch_lines(["*kws gate: * regression(s)*",
+    regressed.stdout.fnmatch_lines([f"kws: {results / 'history.jsonl'}:{len(lines)}: not a history row, skipped *",
+                                    "*kws gate: * regression(s)*",
                                     "ptq_int8-seed0: gzip size * B is *% above the median of 2 earlier run(s)*"])
     assert len(read_history(results / "history.jsonl")) == len(better) + 2  # the report is still written
+    assert "| ptq_int8 | 1 |" in " ".join((results / "summary.md").read_text().split())
+
+    # A results folder that cannot be written is refused before any training ...
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    refused = pytester.runpytest_subprocess(*[a if a != str(results) else str(blocked / "results") for a in args])
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"--kws-results {blocked / 'results'}: cannot write the history there" in refused.stderr.str()
+    # ... and a file that cannot be written at the end is named, after pytest's own summary.
+    (results / "summary.md").unlink()
+    (results / "summary.md").mkdir()
+    unsaved = pytester.runpytest_subprocess(*args)
+    assert unsaved.ret == pytest.ExitCode.TESTS_FAILED
+    unsaved.stdout.fnmatch_lines([f"kws: {results / 'summary.md'} was not written (*); 2 case(s) of this session "
+                                  "are not in it", "*passed*"])
 
 
 def replace_metrics(row: dict) -> dict:

@@ -60,10 +60,11 @@ def row_problem(row) -> str | None:
     return None
 
 
-def read_history(path: Path) -> list[dict]:
+def read_history(path: Path, problems: list[str] | None = None) -> list[dict]:
     """Every row of the history; a damaged line (a run killed mid-write before writes
-    were atomic, a hand edit) or one that is not a row is reported with its number and
-    left out, and the rest is still read."""
+    were atomic, a hand edit) or one that is not a row is left out, and the rest is
+    still read. Each one left out is reported with its file and line number: appended to
+    ``problems`` when given (the session prints them once), else logged."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -74,13 +75,17 @@ def read_history(path: Path) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            log.warning("%s:%d: unreadable history line skipped (%s)", path, number, exc)
-            continue
-        problem = row_problem(row)
-        if problem:
-            log.warning("%s:%d: not a history row, skipped (%s)", path, number, problem)
-            continue
-        rows.append(row)
+            message = f"{path}:{number}: unreadable history line skipped ({exc})"
+        else:
+            problem = row_problem(row)
+            if problem is None:
+                rows.append(row)
+                continue
+            message = f"{path}:{number}: not a history row, skipped ({problem})"
+        if problems is None:
+            log.warning("%s", message)
+        else:
+            problems.append(message)
     return rows
 
 
@@ -125,6 +130,30 @@ def gate(rows: list[dict], earlier: list[dict], limits: GateLimits) -> list[str]
                 if message:
                     messages.append(message)
     return messages
+
+
+def with_history(rows: list[dict], earlier: list[dict], limits: GateLimits) -> int:
+    """How many of ``rows`` have enough earlier runs of their configuration to be gated."""
+    counts: dict[str, int] = {}
+    for row in earlier:
+        counts[row.get("config_key")] = counts.get(row.get("config_key"), 0) + 1
+    return sum(1 for row in rows if counts.get(row["config_key"], 0) >= limits.min_history)
+
+
+def check_writable(folder: Path) -> None:
+    """Raise ``OSError`` (with the reason) unless the history and summary can be written
+    in ``folder``: it is created if missing, and a file is created and removed in it."""
+    import tempfile
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    history = folder / HISTORY_FILE
+    if history.exists() and not history.is_file():
+        raise IsADirectoryError(f"{history} is a folder, not the history file")
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".kws-write-check."):
+        pass
 
 
 def _targets(row: dict) -> list[str]:

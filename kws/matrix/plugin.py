@@ -15,6 +15,7 @@ import pytest
 
 from kws.errors import argument_type
 from kws.matrix.grid import TIERS, GridError, load_grid
+from kws.matrix.history import check_writable
 from kws.matrix.session import MatrixSession
 from kws.matrix.thresholds import ThresholdsError, load_thresholds
 from kws.pathways.registry import PATHWAYS
@@ -100,13 +101,28 @@ def pytest_configure(config):
     if tier.data == "required" and data_dir is None:
         raise pytest.UsageError(f"--kws-tier {tier.name} runs on real Speech Commands: give --kws-data-dir "
                                 "(the synthetic default dataset is for smoke and nightly)")
+    results = config.getoption("kws_results") or root / "results"
+    if _runs_matrix(config):
+        try:
+            check_writable(results)
+        except OSError as exc:
+            # Refused before any training: the session's results would be lost at its end.
+            raise pytest.UsageError(f"--kws-results {results}: cannot write the history there "
+                                    f"({exc.strerror or exc}); give a writable folder") from None
     matrix = MatrixSession(
-        tier=tier, thresholds=thresholds, results_dir=config.getoption("kws_results") or root / "results",
+        tier=tier, thresholds=thresholds, results_dir=results,
         project_root=root, data_dir=data_dir, eval_dir=config.getoption("kws_eval_dir"),
         vela_targets=config.getoption("kws_vela_targets") or (DEFAULT_TARGET,),
         seeds=config.getoption("kws_seeds"), gate_enabled=config.getoption("kws_gate"))
     config.stash[_KEY] = matrix
     config.pluginmanager.register(MatrixRecorder(config, matrix), "kws-matrix-recorder")
+
+
+def _runs_matrix(config) -> bool:
+    """Whether this session may run matrix cases (not for --help, --collect-only or
+    pytest-xdist workers, whose controller checks)."""
+    return not (config.getoption("collectonly") or config.getoption("help", False)
+                or hasattr(config, "workerinput"))
 
 
 def matrix_session(config) -> MatrixSession | None:
@@ -225,22 +241,31 @@ class MatrixRecorder:
             return
         # Reports first, then the verdict: a failing night still leaves a complete report.
         self.written = self.matrix.finish()
-        if self.matrix.gate_messages:
+        if self.matrix.gate_messages or self.matrix.save_errors:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter):
         if self.worker:
             return
-        if self.written:
+        matrix = self.matrix
+        if matrix.rows:
             terminalreporter.write_sep("-", "kws benchmark matrix")
-            terminalreporter.write_line(f"{len(self.matrix.rows)} case(s) recorded in "
+        for problem in matrix.history_problems:
+            terminalreporter.write_line(f"kws: {problem}", yellow=True)
+        if self.written:
+            terminalreporter.write_line(f"{len(matrix.rows)} case(s) recorded in "
                                         + ", ".join(str(p) for p in self.written))
-        if self.matrix.gate_messages:
-            terminalreporter.write_sep("=", f"kws gate: {len(self.matrix.gate_messages)} regression(s)", red=True)
-            for message in self.matrix.gate_messages:
+        for error in matrix.save_errors:
+            terminalreporter.write_line(f"kws: {error}", red=True)
+        if matrix.gate_messages:
+            terminalreporter.write_sep("=", f"kws gate: {len(matrix.gate_messages)} regression(s)", red=True)
+            for message in matrix.gate_messages:
                 terminalreporter.write_line(message)
-        elif self.matrix.gate_enabled and self.written:
-            terminalreporter.write_line("kws gate: no regression against the history")
+        elif matrix.gate_enabled and matrix.rows:
+            unknown = len(matrix.rows) - matrix.gated_rows
+            terminalreporter.write_line(
+                f"kws gate: {matrix.gated_rows} case(s) compared with their history, no regression"
+                + (f"; {unknown} case(s) had no earlier run to compare with" if unknown else ""))
 
 
 def _show_progress(reporter) -> bool:

@@ -24,6 +24,7 @@ from kws.matrix.history import (
     machine,
     now,
     read_history,
+    with_history,
 )
 from kws.matrix.report import write_summary
 from kws.matrix.thresholds import Thresholds
@@ -62,6 +63,9 @@ class MatrixSession:
     gate_enabled: bool = False
     rows: dict[str, dict] = field(default_factory=dict)  # case slug -> its history row
     gate_messages: list[str] = field(default_factory=list)
+    gated_rows: int = 0  # rows that had earlier runs to be gated against
+    history_problems: list[str] = field(default_factory=list)  # history lines left out
+    save_errors: list[str] = field(default_factory=list)  # results that could not be written
     _results: dict = field(default_factory=dict, repr=False)
 
     # ----- cases ----------------------------------------------------------------------
@@ -157,15 +161,25 @@ class MatrixSession:
     # ----- the end of the session -----------------------------------------------------
     def finish(self) -> list[Path]:
         """Append this session's rows to the history, run the gate against the earlier
-        rows, rewrite the summary. Returns the files written."""
+        rows, rewrite the summary. Returns the files written; a file that could not be
+        written is left out and its reason kept in :attr:`save_errors` (the gate and the
+        other file still run)."""
         if not self.rows:
             return []
         rows = list(self.rows.values())
         history = self.results_dir / HISTORY_FILE
-        earlier = read_history(history)
+        earlier = read_history(history, self.history_problems) if history.is_file() else []
         if self.gate_enabled:
             self.gate_messages = gate(rows, earlier, self.thresholds.gate)
-        append_history(history, rows)
-        summary = self.results_dir / SUMMARY_FILE
-        write_summary(summary, earlier + rows)
-        return [history, summary]
+            self.gated_rows = with_history(rows, earlier, self.thresholds.gate)
+        written = []
+        for path, write in ((history, lambda: append_history(history, rows)),
+                            (self.results_dir / SUMMARY_FILE,
+                             lambda: write_summary(self.results_dir / SUMMARY_FILE, earlier + rows))):
+            try:
+                write()
+                written.append(path)
+            except OSError as exc:
+                self.save_errors.append(f"{path} was not written ({exc.strerror or exc}); "
+                                        f"{len(rows)} case(s) of this session are not in it")
+        return written
