@@ -175,6 +175,22 @@ def _data_overlay(data_path: str, into: str) -> dict[str, str]:
     return files
 
 
+def _scratch_folder() -> str:
+    """A fresh private folder in the temporary directory, named after this process.
+
+    A process killed with SIGKILL (a synthesis worker whose parent died) skips the
+    ``atexit`` removal, so each new folder first removes those whose process is gone.
+    Only dead creators count: a live one may render for as long as it likes.
+    """
+    from pathlib import Path
+
+    from kws.store.fs import remove_stale_siblings, temp_prefix
+
+    anchor = Path(tempfile.gettempdir()) / "kws-espeak"
+    remove_stale_siblings(anchor, live_age=None)
+    return tempfile.mkdtemp(prefix=temp_prefix(anchor), suffix=".tmp", dir=anchor.parent)
+
+
 class _Loader:
     """Loads libespeak-ng so that each load starts from a clean state.
 
@@ -187,7 +203,7 @@ class _Loader:
 
         self.library_path = espeakng_loader.get_library_path()
         self.original_data_path = espeakng_loader.get_data_path()
-        self._scratch = tempfile.mkdtemp(prefix="kws-espeak-")
+        self._scratch = _scratch_folder()
         atexit.register(shutil.rmtree, self._scratch, True)
         self.data_path = os.path.join(self._scratch, "espeak-ng-data")
         os.mkdir(self.data_path)

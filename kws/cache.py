@@ -38,7 +38,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kws.store import MANIFEST, STALE_TEMP_AGE, Counters, Entry, Outcome, Store, default_root, installed_versions
+from kws.store import (
+    MANIFEST,
+    STALE_TEMP_AGE,
+    Broken,
+    Counters,
+    Entry,
+    Outcome,
+    Store,
+    Temporary,
+    default_root,
+    installed_versions,
+)
 
 if TYPE_CHECKING:
     from kws.features.cache import FeatureCache
@@ -136,10 +147,20 @@ class ArtifactCache(Counters):
         hashed if ``verify``. Temporary folders and lock files are never entries."""
         return self.store.entries(verify=verify)
 
+    def scan(self, *, verify: bool = False) -> tuple[list[Artifact], list[Broken]]:
+        """The entries and, separately, the entry folders whose manifest does not read
+        (listed as corrupt by ``kws cache ls``, removed by :meth:`clear`)."""
+        return self.store.scan(verify=verify)
+
+    def temporaries(self) -> list[Temporary]:
+        """Folders being built, and those left by killed builders (``stale``)."""
+        return self.store.temporaries()
+
     def clear(self, older_than: datetime.timedelta | None = None) -> int:
-        """Remove entries (all, or those created more than ``older_than`` ago), and
-        temporary folders older than :data:`STALE_TEMP_AGE`, left by builders that were
-        killed. Returns the number of entries removed."""
+        """Remove entries (all, or those created more than ``older_than`` ago), and the
+        stale temporary folders left by builders that were killed (older than
+        :data:`STALE_TEMP_AGE` when their creator is unknown). Returns the number of
+        entries removed."""
         return self.store.clear(older_than)
 
     def disk_usage(self) -> int:

@@ -324,18 +324,27 @@ def test_killed_builder_leaves_nothing_that_is_trusted():
     assert len(leftovers) == 1  # the killed build's folder, half written
     assert cache.entries() == [] and cache.get("train", {"model": "ds-cnn-s"}) is None
 
+    # Its name records the dead builder, so it is stale at once.
+    assert [t.stale for t in cache.temporaries()] == [True]
+
+    # The next build of that key removes the killed builder's folder first.
     calls = []
     artifact = cache.get_or_build("train", {"model": "ds-cnn-s"}, writes(b"complete", calls=calls))
     assert len(calls) == 1 and artifact.metadata == {"accuracy": 0.9}
     assert artifact.file("model.bin").read_bytes() == b"complete"
     assert [a.key for a in cache.entries()] == [artifact.key]
+    assert not (cache.root / "train" / leftovers[0]).exists() and cache.temporaries() == []
 
-    # clear() removes the killed builder's folder once it is stale, and keeps the entry.
-    stale = cache.root / "train" / leftovers[0]
+
+def test_clear_removes_an_old_temporary_folder_of_unknown_origin():
+    cache = ArtifactCache()
+    artifact = cache.get_or_build("train", MATERIAL, writes())
+    stale = cache.root / "train" / ".0123.abcd.tmp"  # no creator in its name
+    stale.mkdir()
     old = time.time() - 2 * 3600
     os.utime(stale, (old, old))
     assert cache.clear(older_than=datetime.timedelta(days=1)) == 0
-    assert not stale.exists() and cache.get("train", {"model": "ds-cnn-s"}) == artifact
+    assert not stale.exists() and cache.get("train", MATERIAL) == artifact
 
 
 def test_clear_keeps_recent_temporary_folders():

@@ -1,8 +1,11 @@
 """``kws cache ls | clear | du``: list, measure and clear the cache store.
 
 Every entry in the store is listed, artifacts and features alike, since ``clear``
-removes them alike. The cache itself is imported inside the handlers, so that building
-the parser stays cheap.
+removes them alike; so are the folders that hold no usable entry but take space: an
+entry whose manifest does not read (a ``corrupt`` row) and a build still in progress or
+left by a killed builder (an ``incomplete build`` row, ``(stale)`` when its builder is
+gone). ``clear`` removes both kinds of leftovers. The cache itself is imported inside the
+handlers, so that building the parser stays cheap.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from kws.errors import KwsError, argument_type
 
 if TYPE_CHECKING:
     from kws.cache import Artifact, ArtifactCache
+    from kws.store import Broken, Temporary
 
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _AGE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
@@ -75,11 +79,13 @@ def _cache_for_cli() -> ArtifactCache:
 
 def run_ls(args: argparse.Namespace) -> int:
     cache = _cache_for_cli()
-    entries = cache.entries()
+    entries, broken = cache.scan()
+    temporaries = cache.temporaries()
     if args.json:
-        print(json.dumps([_entry_record(a) for a in entries], indent=1))
+        records = [_entry_record(a) for a in entries] + [_broken_record(b) for b in broken]
+        print(json.dumps(records + [_temporary_record(t) for t in temporaries], indent=1))
         return 0
-    if not entries:
+    if not (entries or broken or temporaries):
         print(f"no cached artifacts in {cache.root}")
         return 0
     from tabulate import tabulate
@@ -89,20 +95,34 @@ def run_ls(args: argparse.Namespace) -> int:
          f"{a.manifest.get('build_seconds', 0):.1f}", summarize(a.manifest.get("material", {}))]
         for a in entries
     ]
+    rows += [[b.stage, b.key[:12], human_bytes(b.size), "-", "-", f"corrupt: {b.problem}"] for b in broken]
+    rows += [[t.stage, t.path.name[:12], human_bytes(t.size), "-", "-", _temporary_text(t)] for t in temporaries]
     headers = ["stage", "key", "size", "created", "build s", "material"]
     print(tabulate(rows, headers=headers, colalign=("left", "left", "right")))
-    print(f"{len(entries)} entries, {human_bytes(cache.disk_usage())} in {cache.root}")
+    extra = "".join(
+        f", {n} {what}" for n, what in ((len(broken), "corrupt"), (len(temporaries), "incomplete")) if n
+    )
+    print(f"{len(entries)} entries{extra}, {human_bytes(cache.disk_usage())} in {cache.root}")
+    if broken or any(t.stale for t in temporaries):
+        print("`kws cache clear` removes the corrupt entries and stale incomplete builds")
     return 0
+
+
+def _temporary_text(t: Temporary) -> str:
+    return "incomplete build (stale)" if t.stale else "incomplete build (in progress)"
 
 
 def run_clear(args: argparse.Namespace) -> int:
     cache = _cache_for_cli()
     before = cache.disk_usage()
+    stale = sum(t.stale for t in cache.temporaries())
     removed = cache.clear(older_than=args.older_than)
+    stale -= sum(t.stale for t in cache.temporaries())
     freed = before - cache.disk_usage()
     which = "" if args.older_than is None else f" older than {format_age(args.older_than)}"
     noun = "entry" if removed == 1 else "entries"
-    print(f"removed {removed} {noun}{which} ({human_bytes(freed)} freed) from {cache.root}")
+    builds = f" and {stale} stale incomplete build{'s' * (stale != 1)}" if stale else ""
+    print(f"removed {removed} {noun}{which}{builds} ({human_bytes(freed)} freed) from {cache.root}")
     return 0
 
 
@@ -113,15 +133,25 @@ def run_du(args: argparse.Namespace) -> int:
 
     cache = _cache_for_cli()
     per_stage: dict[str, list[int]] = {}
-    for artifact in cache.entries():
+    entries, broken = cache.scan()
+    for artifact in entries:
         counts = per_stage.setdefault(artifact.stage, [0, 0])
         counts[0] += 1
         counts[1] += folder_size(artifact.path)
     rows = [[stage, n, human_bytes(size)] for stage, (n, size) in sorted(per_stage.items())]
     total = cache.disk_usage()
     other = total - sum(size for _, size in per_stage.values())
+    temporaries = cache.temporaries()
+    groups = (("corrupt entries", broken),
+              ("incomplete builds (stale)", [t for t in temporaries if t.stale]),
+              ("incomplete builds (in progress)", [t for t in temporaries if not t.stale]))
+    for label, group in groups:
+        if group:
+            size = sum(g.size for g in group)
+            rows.append([label, len(group), human_bytes(size)])
+            other -= size
     if other:
-        rows.append(["(temporary, locks)", "", human_bytes(other)])
+        rows.append(["(locks)", "", human_bytes(other)])
     rows.append(["total", sum(n for n, _ in per_stage.values()), human_bytes(total)])
     print(tabulate(rows, headers=["stage", "entries", "size"], colalign=("left", "right", "right")))
     print(f"{total} bytes in {cache.root}")
@@ -140,7 +170,18 @@ def _entry_record(artifact: Artifact) -> dict:
         "parent": m.get("parent"),
         "material": m.get("material"),
         "metadata": artifact.metadata,
+        "status": "ok",
     }
+
+
+def _broken_record(broken: Broken) -> dict:
+    return {"stage": broken.stage, "key": broken.key, "path": str(broken.path), "size": broken.size,
+            "status": "corrupt", "problem": broken.problem}
+
+
+def _temporary_record(tmp: Temporary) -> dict:
+    return {"stage": tmp.stage, "key": None, "path": str(tmp.path), "size": tmp.size,
+            "status": "incomplete (stale)" if tmp.stale else "incomplete (in progress)"}
 
 
 def summarize(material: Mapping) -> str:

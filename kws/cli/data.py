@@ -1,6 +1,10 @@
 """``kws data info DIR``: what a Speech Commands folder holds and what is wrong with it;
 ``kws data features DIR``: its MFCC features, extracted once and cached.
 
+``kws data info`` names the files behind each problem (clips too long, too short,
+over-range or near-silent, and unreadable files) and exits with status 1 when a file
+cannot be used, so that a script checking a dataset stops before training on it.
+
 The dataset code (numpy, scipy) is imported when a command runs, not when it registers.
 """
 
@@ -67,7 +71,7 @@ def run_info(args: argparse.Namespace) -> int:
     config = _config(args)
     info = SpeechCommands(args.root, config).info(read_audio=not args.no_read)
     print(json.dumps(info_dict(info), indent=2) if args.json else format_info(info, config.labels))
-    return 0
+    return 1 if info.unreadable else 0
 
 
 def run_features(args: argparse.Namespace) -> int:
@@ -91,8 +95,8 @@ def run_features(args: argparse.Namespace) -> int:
         rows.append([split, len(feats), "x".join(map(str, feats.shape[1:])),
                      f"{time.perf_counter() - start:.2f}"])
     print(tabulate(rows, headers=["split", "clips", "features", "seconds"], tablefmt="github"))
-    print(f"front-end {frontend.name}; cache: {cache.hits // 2} split(s) fetched, "
-          f"{cache.misses // 2} extracted, in {cache.root}")
+    print(f"front-end {frontend.name}; cache: {cache.hits} split(s) fetched, "
+          f"{cache.misses} extracted, in {cache.root}")
     if ds.skipped:
         print(f"skipped {len(ds.skipped)} unreadable clip(s), e.g. {ds.skipped[0]}")
     return 0
@@ -112,6 +116,8 @@ def info_dict(info: DatasetInfo) -> dict:
         "duration_s": round(info.duration_s, 1),
         "sample_rates": {str(k): v for k, v in info.sample_rates.items()},
         "problems": info.problems,
+        "unreadable": info.unreadable,
+        "clip_problems": info.clip_problems,
     }
 
 

@@ -83,3 +83,7 @@ class DatasetInfo:
     files_read: int = 0
     sample_rates: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    # Files that cannot be used (relative path -> reason); any makes `kws data info` fail.
+    unreadable: dict[str, str] = field(default_factory=dict)
+    # Clip problems (a key of kws.data.wav.PROBLEMS) -> the relative paths that have them.
+    clip_problems: dict[str, list[str]] = field(default_factory=dict)

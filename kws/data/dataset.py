@@ -14,6 +14,7 @@ The labels, splits and :class:`DataConfig` are plain data in :mod:`kws.data.conf
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections import Counter
 from dataclasses import asdict
@@ -24,11 +25,15 @@ import numpy as np
 
 from kws.data.config import BACKGROUND_DIR, LIST_FILES, SILENCE, SPLITS, UNKNOWN, Clip, DataConfig, DatasetInfo, Layout
 from kws.data.split import speaker_of, which_split
-from kws.data.wav import CLIP_SAMPLES, SAMPLE_RATE, read_wav
+from kws.data.wav import CLIP_SAMPLES, NEAR_SILENT, PROBLEMS, SAMPLE_RATE, read_wav
 from kws.errors import BadAudioError, DatasetError
 from kws.progress import progress
 
+log = logging.getLogger(__name__)
+
 _WAV_SUFFIX = ".wav"
+#: File names shown per problem in a report; the rest are counted.
+_NAMES_SHOWN = 10
 
 
 def detect_layout(root: Path | str) -> Layout:
@@ -50,7 +55,9 @@ class SpeechCommands:
     """A Speech Commands folder in either layout (detected), as labelled clip lists.
 
     ``skip_bad=True`` skips unreadable clips when loading audio and counts them in
-    :attr:`skipped` instead of raising.
+    :attr:`skipped` instead of raising. Clips that load but have a problem (see
+    :mod:`kws.data.wav`: too long, too short, over-range, near-silent) load as always; the
+    last :meth:`load` lists them in :attr:`clip_problems` and logs one warning.
     """
 
     def __init__(self, root: Path | str, config: DataConfig = DataConfig(), *, skip_bad: bool = False):
@@ -59,6 +66,7 @@ class SpeechCommands:
         self.skip_bad = skip_bad
         self.layout = detect_layout(self.root)
         self.skipped: list[BadAudioError] = []
+        self.clip_problems: dict[str, list[str]] = {}
         self._fingerprints: dict[str, str] = {}
         self._check_label_folders()
 
@@ -203,15 +211,22 @@ class SpeechCommands:
         clips = self.clips(split)
         files = [c for c in clips if c.path is not None]
         waves, labels = [], []
+        self.clip_problems = {}
         for clip in progress(files, desc=f"read {split}", unit="clip", leave=False):
             try:
-                waves.append(read_wav(clip.path)[0])
+                wave, wav = read_wav(clip.path)
             except BadAudioError as exc:
                 if not self.skip_bad:
                     raise
                 self.skipped.append(exc)
                 continue
+            waves.append(wave)
+            self._note_problems(clip, wav.problems, self.clip_problems)
             labels.append(self.config.label_index(clip.label))
+        if self.clip_problems:
+            counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(self.clip_problems.items()))
+            log.warning("%s (%s): clips with problems, loaded as they are: %s; "
+                        "`kws data info %s` lists them", self.root, split, counts, self.root)
         n_silence = len(clips) - len(files)
         waves.append(self._silence(split, n_silence))
         labels += [self.config.label_index(SILENCE)] * n_silence
@@ -223,24 +238,22 @@ class SpeechCommands:
 
         Served from the feature cache when the clip list (paths, sizes, mtimes), the
         config and every front-end parameter are unchanged, so the second run of anything
-        skips reading and extraction. ``cache``: the run's :class:`~kws.cache.ArtifactCache`
-        (its feature cache is used), a :class:`~kws.features.FeatureCache`, or None.
+        skips reading and extraction. Features and labels share one cache entry.
+        ``cache``: the run's :class:`~kws.cache.ArtifactCache` (its feature cache is
+        used), a :class:`~kws.features.FeatureCache`, or None.
         """
         from kws.features import extract, feature_cache, get_frontend
 
         cache, frontend = feature_cache(cache), get_frontend(frontend)
-        fingerprint = self.fingerprint(split)
-        loaded: list[tuple[np.ndarray, np.ndarray]] = []
 
-        def waves_and_labels() -> tuple[np.ndarray, np.ndarray]:
-            if not loaded:
-                loaded.append(self.load(split))
-            return loaded[0]
+        def compute() -> dict[str, np.ndarray]:
+            waves, labels = self.load(split)
+            return {"features": extract(waves, frontend), "labels": labels}
 
-        feats = cache.get_or_compute(fingerprint, frontend, lambda: extract(waves_and_labels()[0], frontend))
-        # Labels are stored beside the features: with skip_bad they depend on which files failed.
-        labels = cache.get_or_compute(fingerprint, frontend, lambda: waves_and_labels()[1],
-                                      extra={"array": "labels"})
+        # Labels are stored with the features: with skip_bad they depend on which files failed.
+        arrays = cache.get_or_compute_arrays(self.fingerprint(split), frontend, compute,
+                                             names=("features", "labels"))
+        feats, labels = arrays["features"], arrays["labels"]
         if len(labels) != len(feats):
             raise DatasetError(f"feature cache for {self.root} ({split}) holds {len(feats)} "
                                f"feature rows but {len(labels)} labels; clear the cache")
@@ -310,22 +323,41 @@ class SpeechCommands:
             problems.append("no _background_noise_ folder: no noise augmentation, silence is all zeros")
         return problems
 
+    def _note_problems(self, clip: Clip, problems: tuple[str, ...], into: dict[str, list[str]]) -> None:
+        for problem in problems:
+            if problem == NEAR_SILENT and clip.label == SILENCE:
+                continue  # a quiet _silence_ clip is what it should be
+            into.setdefault(problem, []).append(self._relative(clip.path))
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
     def _read_all(self, info: DatasetInfo) -> None:
-        bad = []
         for clip in progress(self._all_word_clips, desc="read", unit="clip", leave=False):
             try:
                 _, wav = read_wav(clip.path)
             except BadAudioError as exc:
-                bad.append(exc)
+                info.unreadable[self._relative(clip.path)] = exc.reason
                 continue
             info.files_read += 1
             info.duration_s += wav.duration_s
             info.sample_rates[wav.sample_rate] += 1
-        if bad:
-            info.problems.append(f"{len(bad)} unreadable file(s), e.g. {bad[0]}")
+            self._note_problems(clip, wav.problems, info.clip_problems)
+        if info.unreadable:
+            named = [f"{name} ({reason})" for name, reason in info.unreadable.items()]
+            info.problems.append(f"{len(named)} unreadable file(s): {_names(named)}")
+        for problem, text in PROBLEMS.items():
+            names = info.clip_problems.get(problem)
+            if names:
+                info.problems.append(f"{len(names)} clip(s) {text}: {_names(names)}")
         other = {r: n for r, n in info.sample_rates.items() if r != SAMPLE_RATE}
         if other:
             info.problems.append(f"clips not at 16 kHz (resampled when loaded): {dict(other)}")
+
+
+def _names(names: list[str]) -> str:
+    shown = "; ".join(names[:_NAMES_SHOWN])
+    return shown if len(names) <= _NAMES_SHOWN else f"{shown}; and {len(names) - _NAMES_SHOWN} more"
 
 
 def _stat_entry(path: Path | None, label: str) -> bytes:

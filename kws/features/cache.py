@@ -8,11 +8,15 @@ never returned, and concurrent processes compute an entry once.
 
 The array is stored as ``.npy`` and read back with ``np.load``: the values a hit returns
 are bit for bit the values that were computed.
+
+Arrays that are computed together and only valid together (a split's features and its
+labels) share one entry (:meth:`FeatureCache.get_or_compute_arrays`): one lookup, one
+verification, and one warning if the entry is damaged, instead of one per array.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,26 +90,53 @@ class FeatureCache(Counters):
 
         With ``return_hit=True`` returns ``(features, hit)``.
         """
-        computed: list[np.ndarray] = []
+        arrays, outcome = self._get_or_build(
+            self._material(fingerprint, frontend, extra), lambda: {"features": compute()}, ("features",)
+        )
+        hit = outcome is Outcome.HIT
+        return (arrays["features"], hit) if return_hit else arrays["features"]
+
+    def get_or_compute_arrays(
+        self,
+        fingerprint: str,
+        frontend: str | FrontEnd,
+        compute: Callable[[], Mapping[str, np.ndarray]],
+        *,
+        names: Sequence[str],
+        extra: dict | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Several arrays kept in one entry (``<name>.npy`` each), or ``compute()``'s
+        mapping of them, stored before returning. The names enter the key."""
+        names = tuple(names)
+        if not names or any(not n.isidentifier() for n in names):
+            raise ValueError(f"names must be identifiers, got {list(names)}")
+        material = self._material(fingerprint, frontend, {**(extra or {}), "arrays": list(names)})
+        return self._get_or_build(material, compute, names)[0]
+
+    def _get_or_build(self, material: dict, compute: Callable[[], Mapping[str, np.ndarray]],
+                      names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], Outcome]:
+        computed: dict[str, np.ndarray] = {}
 
         def build(folder: Path) -> dict:
-            features = np.ascontiguousarray(compute())
-            np.save(folder / FEATURES_FILE, features, allow_pickle=False)
-            computed.append(features)
-            return {"shape": list(features.shape), "dtype": features.dtype.str}
+            result = compute()
+            if set(result) != set(names):
+                raise ValueError(f"feature computation returned arrays {sorted(result)}, expected {sorted(names)}")
+            for name in names:
+                computed[name] = np.ascontiguousarray(result[name])
+                np.save(folder / f"{name}.npy", computed[name], allow_pickle=False)
+            first = computed[names[0]]  # the single-array metadata, unchanged
+            return {"shape": list(first.shape), "dtype": first.dtype.str}
 
-        entry, outcome = self.store.get_or_build(
-            STAGE, self._material(fingerprint, frontend, extra), build, **self._versioning()
-        )
+        entry, outcome = self.store.get_or_build(STAGE, material, build, **self._versioning())
         self.count(outcome)
-        # A build hands back what it computed; a hit reads the verified file.
-        features = computed[0] if computed else _read(entry)
-        hit = outcome is Outcome.HIT
-        return (features, hit) if return_hit else features
+        # A build hands back what it computed; a hit reads the verified files.
+        if computed:
+            return computed, outcome
+        return {name: _read(entry, f"{name}.npy") for name in names}, outcome
 
 
-def _read(entry: Entry) -> np.ndarray:
-    return np.load(entry.file(FEATURES_FILE), allow_pickle=False)
+def _read(entry: Entry, name: str = FEATURES_FILE) -> np.ndarray:
+    return np.load(entry.file(name), allow_pickle=False)
 
 
 def feature_cache(cache: Any = None) -> FeatureCache:

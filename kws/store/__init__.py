@@ -25,11 +25,13 @@ from kws.store.fs import (
     atomic_write_bytes,
     cache_root,
     folder_size,
+    is_stale,
     remove_folder,
+    remove_stale_siblings,
     sha256_file,
 )
 from kws.store.keys import canonical_json, digest, installed_versions, key_document, normalise
-from kws.store.store import STALE_TEMP_AGE, Counters, Outcome, Store
+from kws.store.store import STALE_TEMP_AGE, Broken, Counters, Outcome, Store, Temporary
 
 #: The sub-folder of :func:`cache_root` that holds the shared store.
 STORE_FOLDER = "artifacts"
@@ -45,10 +47,12 @@ __all__ = [
     "MANIFEST",
     "STALE_TEMP_AGE",
     "STORE_FOLDER",
+    "Broken",
     "Counters",
     "Entry",
     "Outcome",
     "Store",
+    "Temporary",
     "atomic_directory",
     "atomic_write_bytes",
     "cache_root",
@@ -57,8 +61,10 @@ __all__ = [
     "digest",
     "folder_size",
     "installed_versions",
+    "is_stale",
     "key_document",
     "normalise",
     "remove_folder",
+    "remove_stale_siblings",
     "sha256_file",
 ]

@@ -4,7 +4,11 @@ Layout
     ``<root>/<stage>/<key>/`` holds the files a build wrote and ``manifest.json`` (see
     :mod:`kws.store.entry`). Names that start with a dot are never entries:
     ``.<key>.*.tmp`` are folders being built (or left by a killed builder, or being
-    removed) and ``.<key>.lock`` are the per-key lock files.
+    removed) and ``.<key>.lock`` are the per-key lock files. A temporary folder's name
+    records its creator, so one left by a killed builder is known as stale
+    (:func:`kws.store.fs.is_stale`): the next build of that key, and :meth:`Store.clear`,
+    remove it, and :meth:`Store.temporaries` lists it so that ``kws cache ls`` and
+    ``du`` can show the space it holds.
 
 Writing
     A build writes into a fresh temporary folder that is renamed into place only once the
@@ -29,16 +33,37 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from kws.store.entry import MANIFEST, Entry, created_at, describe_files, load_verified, read_manifest
-from kws.store.fs import atomic_directory, folder_size, remove_folder
+from kws.store.fs import STALE_TEMP_AGE, atomic_directory, folder_size, is_stale, remove_folder, temporaries
 from kws.store.keys import KEY_RE, STAGE_RE, check_stage, digest, key_document, normalise
 
 log = logging.getLogger(__name__)
 
-#: Temporary folders older than this are left by killed builders; clear() removes them.
-STALE_TEMP_AGE = datetime.timedelta(hours=1)
+__all__ = ["STALE_TEMP_AGE", "Broken", "Counters", "Outcome", "Store", "Temporary"]
+
+
+@dataclass(frozen=True)
+class Broken:
+    """An entry folder whose manifest does not read: never loaded, but listed and cleared."""
+
+    stage: str
+    key: str
+    path: Path
+    problem: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Temporary:
+    """A folder being built or removed, or left by a builder that was killed (``stale``)."""
+
+    stage: str
+    path: Path
+    size: int
+    stale: bool
 
 
 class Outcome(enum.Enum):
@@ -188,22 +213,43 @@ class Store:
 
     def entries(self, *, verify: bool = False) -> list[Entry]:
         """Every entry of every owner whose manifest reads, oldest first (all files
-        hashed if ``verify``). Temporary folders and lock files are never entries."""
-        found = []
+        hashed if ``verify``). Temporary folders and lock files are never entries;
+        :meth:`broken` lists the folders left out."""
+        return self.scan(verify=verify)[0]
+
+    def broken(self, *, verify: bool = False) -> list[Broken]:
+        """Entry folders that :meth:`entries` leaves out, with the reason."""
+        return self.scan(verify=verify)[1]
+
+    def scan(self, *, verify: bool = False) -> tuple[list[Entry], list[Broken]]:
+        """:meth:`entries` and :meth:`broken` from one pass over the store, so that a
+        listing reports each bad entry once, as a row, instead of also logging it."""
+        found, broken = [], []
         for path in self._entry_folders():
             stage, key = path.parent.name, path.name
             entry, problem = load_verified(path, stage, key) if verify else read_manifest(path, stage, key)
-            if entry is None:
-                log.warning("skipping cache entry %s: %s", path, problem)
-            else:
+            if entry is not None:
                 found.append(entry)
-        return sorted(found, key=lambda e: (e.manifest["created"], e.stage, e.key))
+            elif problem is not None:  # None: removed by another process meanwhile
+                broken.append(Broken(stage, key, path, problem, folder_size(path)))
+        return sorted(found, key=lambda e: (e.manifest["created"], e.stage, e.key)), broken
+
+    def temporaries(self) -> list[Temporary]:
+        """Every temporary folder in the store, stale or in progress."""
+        if not self.root.is_dir():
+            return []
+        return [
+            Temporary(stage.name, tmp, folder_size(tmp), is_stale(tmp))
+            for stage in sorted(self.root.iterdir()) if stage.is_dir()
+            for tmp in temporaries(stage)
+        ]
 
     def clear(self, older_than: datetime.timedelta | None = None) -> int:
         """Remove entries (all, or those created more than ``older_than`` ago).
 
-        Also removes temporary folders older than :data:`STALE_TEMP_AGE`, left by
-        builders that were killed. Returns the number of entries removed.
+        Also removes the stale temporary folders (:meth:`temporaries`), left by builders
+        that were killed, whatever ``older_than``: they hold no entry anyone can load.
+        Folders still being built are kept. Returns the number of entries removed.
         """
         if older_than is not None and older_than < datetime.timedelta(0):
             raise ValueError(f"older_than={older_than}: must not be negative")
@@ -235,16 +281,9 @@ class Store:
         ]
 
     def _remove_stale_temporaries(self) -> None:
-        if not self.root.is_dir():
-            return
-        cutoff = time.time() - STALE_TEMP_AGE.total_seconds()
-        for stage in self.root.iterdir():
-            if not stage.is_dir():
-                continue
-            for tmp in stage.glob(".*.tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    if tmp.is_dir() and tmp.stat().st_mtime < cutoff:
-                        shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in self.temporaries():
+            if tmp.stale:
+                shutil.rmtree(tmp.path, ignore_errors=True)
 
 
 def _parent_key(parent: str | Entry | None) -> str | None:

@@ -43,7 +43,7 @@ from kws.synth.defaults import (
 
 #: Public name -> the module that defines it.
 _LAZY = {
-    "KEYWORDS": "kws.data.dataset",
+    "KEYWORDS": "kws.data.config",
     "which_split": "kws.data.split",
     "ClipSpec": "kws.synth.plan",
     "Speaker": "kws.synth.plan",

@@ -1,5 +1,10 @@
 """Writing a dataset: plan it, fill a temporary folder (noise, clips, split lists,
-``SYNTH.json``) and publish it in place of the output folder only once it is complete."""
+``SYNTH.json``) and publish it in place of the output folder only once it is complete.
+
+The temporary folder (and the old output set aside by ``overwrite``) is a hidden sibling
+of the output whose name records the writing process (:func:`kws.store.fs.temp_prefix`):
+a run that was killed leaves it behind, and the next run for the same output removes it
+once its writer is gone (:func:`kws.store.fs.remove_stale_siblings`)."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import contextlib
 import json
 import os
 import shutil
-import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -16,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from kws import progress as _progress
-from kws._fs import atomic_directory
 from kws.data.dataset import LIST_FILES, SPLITS
 from kws.data.wav import CLIP_SAMPLES, SAMPLE_RATE
 from kws.errors import DatasetError
+from kws.store.fs import atomic_directory, temp_prefix
 from kws.synth.audio import ClipResult
 from kws.synth.defaults import DEFAULT_CLIPS_PER_WORD
 from kws.synth.noise import NOISE_DIR_NAME, _noise_files, _write_noises
@@ -106,7 +111,7 @@ def _publishing(out: Path, overwrite: bool) -> Iterator[Path]:
     with atomic_directory(out) as tmp:
         yield tmp
         if overwrite and out.exists():
-            trash = out.with_name(f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+            trash = out.with_name(f"{temp_prefix(out)}old{uuid.uuid4().hex[:8]}.tmp")
             os.replace(out, trash)
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)

@@ -1,9 +1,22 @@
 """Rendering every clip, in worker processes for big jobs. Clips do not depend on which
-process renders them or in what order, so the result is the same either way."""
+process renders them or in what order, so the result is the same either way.
+
+Workers die with their parent. A parent that is killed (SIGKILL runs no cleanup) would
+otherwise leave them rendering for minutes, holding its stdout open, so that whoever
+reads that pipe never sees its end, and keeping multiprocessing's resource tracker
+alive too. Each worker asks Linux to send it SIGKILL when its parent dies
+(``prctl(PR_SET_PDEATHSIG)``), then checks that the parent has not died already, before
+the request took effect. (Linux sends the signal when the *thread* that started the
+worker ends; the pool starts its workers from the calling thread, which waits for the
+pool to finish, so that is the parent's death.) The tracker exits by itself once the
+last process holding its pipe (parent and workers) is gone.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -18,13 +31,30 @@ from kws.synth.plan import ClipSpec, SynthConfig
 
 _worker_noises: list[np.ndarray] = []
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
-def _init_worker(noise_folder: str) -> None:
+
+def _die_with_parent(parent: int) -> None:
+    """Have this process killed when ``parent`` dies (Linux), and exit now if it already
+    has. Elsewhere only the check runs: a worker then notices between batches."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _init_worker(noise_folder: str, parent: int) -> None:
     global _worker_noises
+    _die_with_parent(parent)
     _worker_noises = _load_noises(Path(noise_folder))
 
 
-def _worker_batch(specs, out: str, config: SynthConfig, seed: int) -> list[ClipResult]:
+def _worker_batch(specs, out: str, config: SynthConfig, seed: int, parent: int) -> list[ClipResult]:
+    if os.getppid() != parent:  # orphaned where PR_SET_PDEATHSIG is not available
+        os._exit(1)
     return _render_batch(specs, Path(out), config, seed, _worker_noises)
 
 
@@ -64,11 +94,11 @@ def _render_parallel(
     # spawn, not fork: the caller may hold threads (TensorFlow) that fork would break.
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker, initargs=(str(out / NOISE_DIR_NAME),),
+        initializer=_init_worker, initargs=(str(out / NOISE_DIR_NAME), os.getpid()),
     )
     try:
         futures = [
-            pool.submit(_worker_batch, batch, str(out), config, seed)
+            pool.submit(_worker_batch, batch, str(out), config, seed, os.getpid())
             for batch in _batches(specs, 64)
         ]
         pending = set(futures)
