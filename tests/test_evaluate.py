@@ -174,6 +174,17 @@ def eval_error(capsys, *args: str) -> str:
     return err
 
 
+def eval_usage_error(capsys, *args: str) -> str:
+    """A bad option value: argparse stops before any work, naming the option."""
+    with pytest.raises(SystemExit) as excinfo:
+        main(["eval", *map(str, args)])
+    out, err = capsys.readouterr()
+    assert excinfo.value.code == 2 and out == "" and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("kws eval: error: argument "), err
+    return last
+
+
 # ----- scoring -----------------------------------------------------------------------
 
 
@@ -333,8 +344,10 @@ def test_eval_reshaping_and_float_io_models(capsys, tmp_path, test_set_dir, eval
 
 
 def test_eval_missing_model_file(capsys, tmp_path, test_set_dir):
-    err = eval_error(capsys, "--model", tmp_path / "nope.tflite", "--data-dir", test_set_dir)
-    assert f"model file {tmp_path / 'nope.tflite'} does not exist" in err
+    err = eval_usage_error(capsys, "--model", tmp_path / "nope.tflite", "--data-dir", test_set_dir)
+    assert f"argument --model: {tmp_path / 'nope.tflite'} does not exist" in err
+    err = eval_usage_error(capsys, "--model", tmp_path, "--data-dir", test_set_dir)
+    assert f"argument --model: {tmp_path} is a folder, not a file" in err
 
 
 def test_eval_file_that_is_not_a_tflite_model(capsys, tmp_path, test_set_dir):
@@ -355,16 +368,18 @@ def test_eval_label_count_differs_from_the_model_outputs(capsys, tmp_path, test_
 def test_eval_unknown_or_incomplete_labels(capsys, arm_model, test_set_dir):
     labels = ",".join(["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right",
                        "on", "off", "stop", "goo"])
-    err = eval_error(capsys, "--model", arm_model, "--data-dir", test_set_dir, "--labels", labels)
-    assert "unknown label(s) goo; valid labels are _silence_, _unknown_, yes" in err
-    err = eval_error(capsys, "--model", arm_model, "--data-dir", test_set_dir,
-                     "--labels", ",".join(ARM_LABELS[:11]))
-    assert "--labels: labels" in err and "exactly once" in err
+    err = eval_usage_error(capsys, "--model", arm_model, "--data-dir", test_set_dir, "--labels", labels)
+    assert "argument --labels: unknown label(s) goo; valid labels are _silence_, _unknown_, yes" in err
+    err = eval_usage_error(capsys, "--model", arm_model, "--data-dir", test_set_dir,
+                           "--labels", ",".join(ARM_LABELS[:11]))
+    assert "argument --labels:" in err and "exactly once" in err
 
 
 def test_eval_missing_data_folder(capsys, arm_model, tmp_path):
-    err = eval_error(capsys, "--model", arm_model, "--data-dir", tmp_path / "absent")
-    assert f"data folder {tmp_path / 'absent'} does not exist" in err
+    err = eval_usage_error(capsys, "--model", arm_model, "--data-dir", tmp_path / "absent")
+    assert f"argument --data-dir: {tmp_path / 'absent'} does not exist" in err
+    err = eval_usage_error(capsys, "--model", arm_model, "--data-dir", arm_model)
+    assert f"argument --data-dir: {arm_model} is a file, not a folder" in err
 
 
 def test_eval_missing_label_folder(capsys, arm_model, test_set_dir, tmp_path):
@@ -390,9 +405,9 @@ def test_eval_model_input_does_not_fit_the_frontend(capsys, tmp_path, test_set_d
 
 
 def test_eval_bad_frontend_spec(capsys, arm_model, test_set_dir):
-    err = eval_error(capsys, "--model", arm_model, "--data-dir", test_set_dir,
-                     "--frontend", "mlperf-tiny,frames=3")
-    assert "--frontend:" in err and "unknown key 'frames'" in err
+    err = eval_usage_error(capsys, "--model", arm_model, "--data-dir", test_set_dir,
+                           "--frontend", "mlperf-tiny,frames=3")
+    assert "argument --frontend:" in err and "unknown key 'frames'" in err
 
 
 # ----- real data -------------------------------------------------------------------------

@@ -85,5 +85,7 @@ def test_model_info_cli(capsys):
     assert main(["model", "info", "ds-cnn-s", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["params"] == 24_908 and info["macs"] == 2_656_768
-    assert main(["model", "info", "ds-cnn-q"]) == 2
-    assert "ds-cnn-q" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as excinfo:
+        main(["model", "info", "ds-cnn-q"])
+    assert excinfo.value.code == 2
+    assert "argument name: model name 'ds-cnn-q'" in capsys.readouterr().err

@@ -102,3 +102,15 @@ def test_cli_lists_its_commands(capsys):
         assert exc.code == 0
     out = capsys.readouterr().out
     assert "synth" in out and "data" in out
+
+
+def test_parsing_the_arguments_loads_no_tensorflow(tmp_path):
+    """The validators check every value when the command line is parsed: front-end specs,
+    pathway names and export kinds are read from plain-data modules, so a bad value is
+    reported before anything as slow as TensorFlow loads."""
+    code = ("from kws.cli import build_parser; p = build_parser(); "
+            f"p.parse_args(['run', 'ptq_int8', '--frontend', 'arm', '--record', {str(tmp_path / 'r.json')!r}]); "
+            "p.parse_args(['train', '--export', 'int8,float16', '--labels', "
+            "'_silence_,_unknown_,yes,no,up,down,left,right,on,off,stop,go']); "
+            "p.parse_args(['model', 'info', 'ds-cnn-s']); p.parse_args(['vela', __import__('sys').executable])")
+    assert _loaded_after(code, ("tensorflow", "tf_keras", "ai_edge_litert")) == []

@@ -153,8 +153,10 @@ def test_baseline_is_cached_and_a_warm_run_does_not_train(archive, monkeypatch):
     assert len(keys) == 4
 
 
-def test_train_cli_trains_exports_and_then_fetches(archive, tmp_path, capsys):
+def test_train_cli_trains_exports_and_then_fetches(archive, tmp_path, capsys, monkeypatch):
+    import errno
     import json
+    import shutil
 
     from kws.cli import main
 
@@ -172,11 +174,37 @@ def test_train_cli_trains_exports_and_then_fetches(archive, tmp_path, capsys):
     assert second["from_cache"] is True and second["key"] == first["key"]
     assert second["int8_test_accuracy"] == first["int8_test_accuracy"]
 
+    # A copy that fails after the work (a full disk): the record is printed all the same
+    # and the error names the file.
+    def full_disk(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-def test_train_cli_rejects_bad_arguments(archive, capsys):
+    monkeypatch.setattr(shutil, "copyfile", full_disk)
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert json.loads(out)["key"] == first["key"]
+    assert err == (f"kws train: error: --out: cannot write {tmp_path / 'out' / 'model.h5'}: "
+                   "No space left on device (the model stays in the cache)\n")
+
+
+def _usage_error(capsys, *args: str) -> str:
+    """argparse rejects the value before any work: exit 2, one message naming the option."""
     from kws.cli import main
 
-    assert main(["train", "--data-dir", str(archive), "--export", "int4"]) == 2
-    assert "--export: unknown kind(s) int4" in capsys.readouterr().err
-    assert main(["train", "--data-dir", str(archive), "--epochs", "0"]) == 2
-    assert "epochs must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as excinfo:
+        main(["train", *args])
+    assert excinfo.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_train_cli_rejects_bad_arguments(archive, tmp_path, capsys):
+    data = ["--data-dir", str(archive)]
+    assert "argument --export: unknown kind(s) 'int4'" in _usage_error(capsys, *data, "--export", "int4")
+    assert "argument --epochs: must be an integer >= 1, got '0'" in _usage_error(capsys, *data, "--epochs", "0")
+    assert "argument --seed: must be an integer >= 0, got '-1'" in _usage_error(capsys, *data, "--seed=-1")
+    assert "argument --frontend: front-end 'bogus'" in _usage_error(capsys, *data, "--frontend", "bogus")
+    assert "argument --alpha: must be a number in (0, 1], got '0'" in _usage_error(capsys, *data, "--alpha", "0")
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert f"argument --out: {afile} is a file, not a folder" in _usage_error(capsys, *data, "--out", str(afile))
+    assert f"argument --data-dir: {afile} is a file, not a folder" in _usage_error(capsys, "--data-dir", str(afile))

@@ -34,11 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Bad option values stop in argparse (exit 2, before any work);
+    what fails later is a :class:`KwsError`, or an ``OSError`` on a path the user named
+    (a full disk, a folder that vanished): either is one line naming the path, exit 2."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KwsError as exc:
         print(f"kws {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"kws {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"kws {args.command}: interrupted", file=sys.stderr)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kws.cli.args import SPLITS, labels_config
+from kws.cli.args import SPLITS, frontend_spec, input_file, input_folder, label_list, labels_config
 from kws.errors import KwsError
 
 if TYPE_CHECKING:
@@ -21,12 +20,12 @@ if TYPE_CHECKING:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="accuracy of a TFLite model on a Speech Commands folder")
-    p.add_argument("--model", type=Path, required=True, metavar="M.tflite", help="a TFLite model")
-    p.add_argument("--data-dir", type=Path, required=True, metavar="DIR",
+    p.add_argument("--model", type=input_file, required=True, metavar="M.tflite", help="a TFLite model")
+    p.add_argument("--data-dir", type=input_folder, required=True, metavar="DIR",
                    help="a Speech Commands folder (training archive or test-set layout)")
-    p.add_argument("--frontend", default="mlperf-tiny",
+    p.add_argument("--frontend", type=frontend_spec, default="mlperf-tiny",
                    help="preset (mlperf-tiny, arm) or preset,key=value,... (default mlperf-tiny)")
-    p.add_argument("--labels", default=None,
+    p.add_argument("--labels", type=label_list, default=None,
                    help="the model's output order, comma-separated "
                         "(default Arm's: _silence_,_unknown_,yes,no,...)")
     p.add_argument("--split", choices=SPLITS, default="testing",
@@ -45,10 +44,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if len(config.labels) != runner.num_classes:
         raise KwsError(f"--labels lists {len(config.labels)} labels but {args.model} outputs "
                        f"{runner.num_classes} classes")
-    try:
-        frontend = get_frontend(args.frontend)
-    except ValueError as exc:
-        raise KwsError(f"--frontend: {exc}") from None
+    frontend = get_frontend(args.frontend)  # validated by argparse
     runner.check_features(*frontend.output_shape, source=f"front-end {frontend.name}")
     data = SpeechCommands(args.data_dir, config)
     if not data.clips(args.split):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from kws.cli.args import model_name, width_multiplier
 from kws.errors import KwsError
 from kws.models import ARCHITECTURES, model_summary, parse_model
 
@@ -17,8 +18,8 @@ def register(subparsers) -> None:
     model = subparsers.add_parser("model", help="DS-CNN models")
     sub = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
     info = sub.add_parser("info", help="parameter and MAC counts of a model")
-    info.add_argument("name", help=f"one of {sorted(ARCHITECTURES)}, optionally with -mlperf")
-    info.add_argument("--alpha", type=float, default=1.0, help="width multiplier in (0, 1]")
+    info.add_argument("name", type=model_name, help=f"one of {sorted(ARCHITECTURES)}, optionally with -mlperf")
+    info.add_argument("--alpha", type=width_multiplier, default=1.0, help="width multiplier in (0, 1]")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=run_info)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kws.cli import args
 from kws.errors import KwsError
 from kws.pathways.axes import AXES
 
@@ -20,34 +21,36 @@ def register(subparsers) -> None:
     ls.set_defaults(func=_list)
 
     run = subparsers.add_parser("run", help="run (or fetch from the cache) one pathway")
-    run.add_argument("pathway", help="a pathway name (see `kws pathways`)")
+    run.add_argument("pathway", type=args.pathway_name, help="a pathway name (see `kws pathways`)")
     for axis in AXES.values():
-        kind = str if axis.choices else axis.type
-        run.add_argument(axis.flag, dest=axis.name, type=kind, default=None,
-                         choices=[str(c) for c in axis.choices] or None,
+        run.add_argument(axis.flag, dest=axis.name, type=str if axis.choices else args.axis_value(axis),
+                         default=None, choices=[str(c) for c in axis.choices] or None,
                          help=f"{axis.help} (default {axis.default})")
-    run.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs per stage (default 15)")
-    run.add_argument("--learning-rate", type=float, default=None, help="fine-tuning learning rate (default 1e-4)")
-    run.add_argument("--seed", type=int, default=0, help="fixes data order, augmentation and initialisation")
-    run.add_argument("--baseline-epochs", type=int, default=30)
-    run.add_argument("--model", default="ds-cnn-s", help="ds-cnn-s|m|l, optionally -mlperf")
-    run.add_argument("--frontend", default="mlperf-tiny", help="a preset, or 'preset,key=value,...'")
-    run.add_argument("--data-dir", type=Path, default=None,
+    run.add_argument("--epochs", type=args.positive_int, default=None,
+                     help="fine-tuning epochs per stage (default 15)")
+    run.add_argument("--learning-rate", type=args.positive_number, default=None,
+                     help="fine-tuning learning rate (default 1e-4)")
+    run.add_argument("--seed", type=args.seed, default=0, help="fixes data order, augmentation and initialisation")
+    run.add_argument("--baseline-epochs", type=args.positive_int, default=30)
+    run.add_argument("--model", type=args.model_name, default="ds-cnn-s", help="ds-cnn-s|m|l, optionally -mlperf")
+    run.add_argument("--frontend", type=args.frontend_spec, default="mlperf-tiny",
+                     help="a preset, or 'preset,key=value,...'")
+    run.add_argument("--data-dir", type=args.input_folder, default=None,
                      help="Speech Commands folder (default: the synthetic default dataset)")
-    run.add_argument("--vela-targets", default=None,
+    run.add_argument("--vela-targets", type=args.vela_targets_or_none, default=None,
                      help="comma-separated Vela targets for an int8 model, or 'none' (default: ethos-u55-256)")
-    run.add_argument("--eval-dir", type=Path, default=None,
+    run.add_argument("--eval-dir", type=args.input_folder, default=None,
                      help="also score the deployed model on this Speech Commands folder")
-    run.add_argument("--record", type=Path, default=None,
+    run.add_argument("--record", type=args.output_file, default=None,
                      help="where to write the JSON record (default: runs/ under the cache folder)")
     run.add_argument("--json", action="store_true", help="print the JSON record instead of a table")
     run.set_defaults(func=_run)
 
 
-def _list(args) -> int:
+def _list(ns) -> int:
     from kws.pathways.registry import PATHWAYS
 
-    if args.json:
+    if ns.json:
         print(json.dumps([{"name": p.name, "family": p.family, "takes": list(p.takes),
                            "export": p.export, "description": p.description} for p in PATHWAYS.values()]))
         return 0
@@ -58,40 +61,58 @@ def _list(args) -> int:
     return 0
 
 
-def _spec_and_point(args):
-    """Everything validated before any work: the pathway, its axes, the recipes."""
+def _spec_and_point(ns):
+    """What argparse could not check alone, checked before any work: the axes against the
+    pathway and the model (clusters depend on the model's width), and the recipes."""
     from kws.models import parse_model
     from kws.pathways.base import FineTune
     from kws.pathways.registry import get_pathway, make_point
     from kws.pipeline import RunSpec, Settings
     from kws.train import TrainConfig
-    from kws.vela import DEFAULT_TARGET, parse_targets
+    from kws.vela import DEFAULT_TARGET
 
+    pathway, model = get_pathway(ns.pathway), parse_model(ns.model)
+    given = {name: getattr(ns, name) for name in AXES}
+    for name, value in given.items():
+        if value is not None and name in pathway.takes:
+            try:
+                AXES[name].validate(value, model)
+            except ValueError as exc:
+                raise KwsError(f"{AXES[name].flag}: {exc}") from None
     try:
-        pathway = get_pathway(args.pathway)
-        model = parse_model(args.model)
-        point = make_point(pathway, model, **{name: getattr(args, name) for name in AXES})
-        finetune = FineTune(**{k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate))
+        point = make_point(pathway, model, **given)
+        finetune = FineTune(**{k: v for k, v in (("epochs", ns.epochs), ("learning_rate", ns.learning_rate))
                                if v is not None})
-        spec = RunSpec(model=model, frontend=args.frontend, data_dir=args.data_dir,
-                       baseline=TrainConfig(epochs=args.baseline_epochs), finetune=finetune, seed=args.seed)
-        targets = () if args.vela_targets == "none" else tuple(
-            t.name for t in parse_targets(args.vela_targets or DEFAULT_TARGET))
+        spec = RunSpec(model=model, frontend=ns.frontend, data_dir=ns.data_dir,
+                       baseline=TrainConfig(epochs=ns.baseline_epochs), finetune=finetune, seed=ns.seed)
     except ValueError as exc:
         raise KwsError(str(exc)) from None
-    return pathway, point, spec, Settings(vela_targets=targets, eval_dir=args.eval_dir)
+    targets = (DEFAULT_TARGET,) if ns.vela_targets is None else ns.vela_targets
+    return pathway, point, spec, Settings(vela_targets=targets, eval_dir=ns.eval_dir)
 
 
-def _run(args) -> int:
-    pathway, point, spec, settings = _spec_and_point(args)
+def _run(ns) -> int:
+    pathway, point, spec, settings = _spec_and_point(ns)
     from kws._fs import atomic_write_bytes
     from kws.pipeline import run_case
 
     record = run_case(pathway, point, spec, settings=settings)
     text = record.to_json(indent=1)
-    path = args.record or default_record_path(record)
-    atomic_write_bytes(path, text.encode())
-    print(text if args.json else f"{format_record(record)}\nrecord: {path}")
+    # The record is printed before it is written: a write that fails after the work (a
+    # full disk, a folder removed meanwhile) then loses nothing, and the error names the file.
+    print(text if ns.json else format_record(record))
+    path = ns.record
+    try:
+        path = path or default_record_path(record)
+        atomic_write_bytes(path, text.encode())
+    except OSError as exc:
+        if not ns.json:
+            print(text)
+        option = "--record: " if ns.record else ""
+        raise KwsError(f"{option}cannot write the record to {path or exc.filename}: {exc.strerror or exc}; "
+                       "it is printed above") from None
+    if not ns.json:
+        print(f"record: {path}")
     return 0
 
 

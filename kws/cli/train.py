@@ -6,49 +6,49 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kws.cli import args
 from kws.errors import KwsError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train (or fetch from the cache) a baseline DS-CNN")
-    p.add_argument("--data-dir", type=Path, default=None,
+    p.add_argument("--data-dir", type=args.input_folder, default=None,
                    help="Speech Commands folder (default: the synthetic default dataset)")
-    p.add_argument("--model", default="ds-cnn-s", help="ds-cnn-s|m|l, optionally -mlperf")
-    p.add_argument("--alpha", type=float, default=1.0, help="width multiplier in (0, 1]")
-    p.add_argument("--frontend", default="mlperf-tiny")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--labels", default=None, help="comma-separated label order (default: Arm's)")
-    p.add_argument("--export", default="int8", help="comma-separated TFLite kinds to convert and "
+    p.add_argument("--model", type=args.model_name, default="ds-cnn-s", help="ds-cnn-s|m|l, optionally -mlperf")
+    p.add_argument("--alpha", type=args.width_multiplier, default=1.0, help="width multiplier in (0, 1]")
+    p.add_argument("--frontend", type=args.frontend_spec, default="mlperf-tiny",
+                   help="preset (mlperf-tiny, arm) or preset,key=value,... (default mlperf-tiny)")
+    p.add_argument("--epochs", type=args.positive_int, default=30)
+    p.add_argument("--batch-size", type=args.positive_int, default=100)
+    p.add_argument("--seed", type=args.seed, default=0)
+    p.add_argument("--labels", type=args.label_list, default=None,
+                   help="comma-separated label order (default: Arm's)")
+    p.add_argument("--export", type=args.export_kinds, default="int8",
+                   help="comma-separated TFLite kinds to convert and "
                    "evaluate with LiteRT: int8, float16, dynamic, float32, or none (default int8)")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=args.output_folder, default=None,
                    help="also copy the model here: a folder receives model.h5 and model_<kind>.tflite")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)
 
 
-def _run(args) -> int:
-    import shutil
+def _run(ns) -> int:
+    """Every option was validated by argparse; what is left to check needs two options
+    together (a model and its width), before any work all the same."""
     import time
 
-    from kws.cli.args import labels_config
-    from kws.export import KINDS, TFLITE_FILE
     from kws.models import parse_model
     from kws.pipeline import RunSpec
     from kws.train import TrainConfig
 
-    kinds = [] if args.export == "none" else args.export.split(",")
-    bad = [k for k in kinds if k not in KINDS]
-    if bad:
-        raise KwsError(f"--export: unknown kind(s) {', '.join(bad)}; choose from {', '.join(KINDS)} or none")
     try:
-        spec = RunSpec(model=parse_model(args.model, alpha=args.alpha), frontend=args.frontend,
-                       data_dir=args.data_dir, data_config=labels_config(args.labels),
-                       baseline=TrainConfig(epochs=args.epochs, batch_size=args.batch_size), seed=args.seed)
+        spec = RunSpec(model=parse_model(ns.model, alpha=ns.alpha), frontend=ns.frontend,
+                       data_dir=ns.data_dir, data_config=args.labels_config(ns.labels),
+                       baseline=TrainConfig(epochs=ns.epochs, batch_size=ns.batch_size), seed=ns.seed)
     except ValueError as exc:
         raise KwsError(str(exc)) from None
     from kws.baseline import MODEL_FILE
+    from kws.export import TFLITE_FILE
     from kws.pipeline import CasePipeline
     from kws.pipeline.measure import MEASUREMENTS, run_measurement
     from kws.pipeline.steps import CaseData, baseline_step, export_step
@@ -60,15 +60,10 @@ def _run(args) -> int:
     artifact = baseline_step(ds, spec.frontend, spec.model, train, cache).run(cache)
     trained_now = cache.misses > 0
     data = CaseData(ds, spec.frontend, train, cache)
-    exports = {k: export_step(artifact, k, data).run(cache) for k in kinds}
+    exports = {k: export_step(artifact, k, data).run(cache) for k in ns.export}
     accuracy = {k: run_measurement(MEASUREMENTS["accuracy"], pipeline.subject(None, None, [], art, artifact, data))[0]
                 for k, art in exports.items()}
     seconds = time.perf_counter() - start
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(artifact.file(MODEL_FILE), args.out / MODEL_FILE)
-        for kind, art in exports.items():
-            shutil.copyfile(art.file(TFLITE_FILE), args.out / f"model_{kind}.tflite")
     meta = artifact.metadata
     record = {"model": spec.model.slug, "key": artifact.key, "path": str(artifact.path),
               "from_cache": not trained_now,
@@ -80,10 +75,29 @@ def _run(args) -> int:
         record[f"{kind}_test_accuracy"] = accuracy[kind]["deployed_accuracy"]
         record[f"{kind}_bytes"] = art.metadata["sizes"]["raw"]
         record[f"{kind}_gzip_bytes"] = art.metadata["sizes"]["gzip"]
-    if args.json:
+    if ns.json:
         print(json.dumps(record))
-        return 0
-    from tabulate import tabulate
+    else:
+        from tabulate import tabulate
 
-    print(tabulate(list(record.items()), tablefmt="plain", floatfmt=".4f"))
+        print(tabulate(list(record.items()), tablefmt="plain", floatfmt=".4f"))
+    if ns.out:
+        # After the record is printed: a copy that fails (a full disk) loses nothing the
+        # cache does not keep, and the error names the file.
+        _copy_out(ns.out, {MODEL_FILE: artifact.file(MODEL_FILE),
+                           **{f"model_{kind}.tflite": art.file(TFLITE_FILE) for kind, art in exports.items()}})
     return 0
+
+
+def _copy_out(folder: Path, files: dict[str, Path]) -> None:
+    import shutil
+
+    target = folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, source in files.items():
+            target = folder / name
+            shutil.copyfile(source, target)
+    except OSError as exc:
+        raise KwsError(f"--out: cannot write {target}: {exc.strerror or exc} "
+                       f"(the model stays in the cache)") from None

@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Iterable
-from pathlib import Path
 
-from kws.cli.args import argument_type
+from kws.cli.args import input_file, vela_targets
 from kws.vela import (
     ALL_TARGETS,
     DEFAULT_TARGET,
@@ -21,14 +20,13 @@ from kws.vela import (
     VelaOp,
     VelaReport,
     estimate_all,
-    parse_targets,
 )
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("vela", help="Ethos-U NPU estimates of a TFLite model (Vela)")
-    p.add_argument("model", type=Path, metavar="M.tflite", help="a TFLite model (int8 to run on the NPU)")
-    p.add_argument("--target", type=argument_type(parse_targets), default=[TARGETS[DEFAULT_TARGET]],
+    p.add_argument("model", type=input_file, metavar="M.tflite", help="a TFLite model (int8 to run on the NPU)")
+    p.add_argument("--target", type=vela_targets, default=[TARGETS[DEFAULT_TARGET]],
                    metavar="NAME[,NAME...]",
                    help=f"{', '.join(TARGETS)} or {ALL_TARGETS} (default {DEFAULT_TARGET})")
     p.add_argument("--per-layer", action="store_true", help="also print each target's per-layer table")
