@@ -66,21 +66,6 @@ GOOD: dict[str, str] = {
 #: Where one option needs another valid value than its kind's.
 GOOD_BY_OPTION = {"--clusters": "8"}
 
-#: Options in command modules maintained elsewhere that do not use a shared validator
-#: yet, with the one they should use. Their bad-value cases xfail until they switch;
-#: remove an entry once its option does.
-PENDING: dict[tuple[str, str], str] = {
-    ("synth", "--out"): "output_folder",
-    ("synth", "--seed"): "seed",
-    ("synth", "--clips-per-word"): "positive_int",
-    ("synth", "--unknown-clips-per-word"): "non_negative_int",
-    ("synth", "--noise-dir"): "input_folder",
-    **{(cmd, option): kind for cmd in ("data info", "data features") for option, kind in (
-        ("DIR", "input_folder"), ("--silence-pct", "percentage"), ("--unknown-pct", "percentage"))},
-    ("data features", "--frontend"): "frontend_spec",
-}
-
-
 def _leaves(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
     """(command words, parser) for every runnable command, nested ones included."""
     groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -100,15 +85,12 @@ def _name(action: argparse.Action) -> str:
     return "/".join(action.option_strings) or action.metavar or action.dest
 
 
-def _kind(command: str, action: argparse.Action) -> tuple[str | None, bool]:
-    """The kind of value the option takes, and whether it is still pending a validator."""
+def _kind(command: str, action: argparse.Action) -> str | None:
+    """The kind of value the option takes (``None``: no shared validator)."""
     if action.choices is not None:
-        return "choice", False
+        return "choice"
     declared = getattr(action.type, "__name__", None)
-    if declared in BAD:
-        return declared, False
-    pending = PENDING.get((command, _name(action)))
-    return pending, pending is not None
+    return declared if declared in BAD else None
 
 
 def _value_options(parser: argparse.ArgumentParser):
@@ -120,17 +102,16 @@ class Case:
     command: str
     option: str
     bad: str
-    pending: bool
 
     def __str__(self) -> str:
         return f"{self.command} {self.option} {self.bad}"
 
 
 def _cases() -> list[Case]:
-    return [Case(command, _name(action), bad, pending)
+    return [Case(command, _name(action), bad)
             for command, parser in _leaves(_REAL_BUILD_PARSER())
             for action in _value_options(parser)
-            for kind, pending in [_kind(command, action)] if kind is not None
+            for kind in [_kind(command, action)] if kind is not None
             for bad in BAD[kind]]
 
 
@@ -138,7 +119,7 @@ CASES = _cases()
 
 
 def _good(command: str, action: argparse.Action) -> str:
-    kind, _ = _kind(command, action)
+    kind = _kind(command, action)
     if kind == "choice":
         return str(action.choices[0])
     return GOOD_BY_OPTION.get(_name(action), GOOD[kind])
@@ -211,10 +192,9 @@ def test_the_walk_covers_every_command():
 
 
 def test_every_option_that_takes_a_value_has_a_validator():
-    options = {(command, _name(a)): _kind(command, a)[0]
+    options = {(command, _name(a)): _kind(command, a)
                for command, parser in _leaves(_REAL_BUILD_PARSER()) for a in _value_options(parser)}
     assert [f"kws {cmd} {name}" for (cmd, name), kind in options.items() if kind is None] == []
-    assert set(PENDING) <= set(options), "a PENDING entry names an option that no longer exists"
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -226,9 +206,6 @@ def test_a_bad_value_stops_before_any_work(case: Case, paths, guarded, capsys):
         with pytest.raises(SystemExit) as excinfo:
             main(argv)
     except HandlerRan:
-        if case.pending:
-            pytest.xfail(f"kws {case.command} {case.option}: should use kws.cli.args."
-                         f"{PENDING[(case.command, case.option)]}")
         pytest.fail(f"kws {' '.join(argv)}: the value passed argparse and the command ran")
     elapsed = time.perf_counter() - start
     out, err = capsys.readouterr()

@@ -389,8 +389,11 @@ def test_data_info_table_on_the_test_layout(tmp_path, capsys):
 
 
 def test_data_info_missing_folder_is_a_clear_error(tmp_path, capsys):
-    assert main(["data", "info", str(tmp_path / "nope")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "info", str(tmp_path / "nope")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument DIR:" in err and "does not exist" in err
 
 
 @pytest.mark.realdata
@@ -509,6 +512,8 @@ def test_data_features_stops_on_a_bad_clip_or_skips_and_counts(tmp_path, capsys)
 
 def test_data_features_rejects_an_unknown_frontend(tmp_path, capsys):
     root = make_archive(tmp_path / "a", speakers=2)
-    assert main(["data", "features", str(root), "--frontend", "nope"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "features", str(root), "--frontend", "nope"])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "--frontend" in err and "mlperf-tiny" in err
+    assert "argument --frontend:" in err and "mlperf-tiny" in err

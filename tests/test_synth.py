@@ -455,8 +455,10 @@ def test_cli_synthesises_and_prints_a_summary(tmp_path, capsys):
 def test_cli_reports_bad_parameters_and_existing_output(tmp_path, capsys):
     from kws.cli import main
 
-    assert main(["synth", "--out", str(tmp_path / "x"), "--clips-per-word", "0"]) == 2
-    assert "clips_per_word must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["synth", "--out", str(tmp_path / "x"), "--clips-per-word", "0"])
+    assert exit_.value.code == 2
+    assert "argument --clips-per-word: must be an integer >= 1, got '0'" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "f").write_text("x")
     assert main(["synth", "--out", str(tmp_path / "full"), "--clips-per-word", "1"]) == 2

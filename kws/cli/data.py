@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kws.cli.args import comma_list
+from kws.cli.args import comma_list, frontend_spec, input_folder, percentage
 from kws.errors import KwsError
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ def register(subparsers) -> None:
 
     feats = sub.add_parser("features", help="extract (or fetch from the cache) every split's MFCCs")
     _dataset_arguments(feats)
-    feats.add_argument("--frontend", default="mlperf-tiny",
+    feats.add_argument("--frontend", type=frontend_spec, default="mlperf-tiny",
                        help="preset (mlperf-tiny, arm) or preset,key=value,... (default mlperf-tiny)")
     feats.add_argument("--skip-bad", action="store_true",
                        help="skip unreadable clips (and report how many) instead of stopping")
@@ -42,14 +41,14 @@ def register(subparsers) -> None:
 
 
 def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("root", type=Path, metavar="DIR", help="a Speech Commands folder (either layout)")
+    parser.add_argument("root", type=input_folder, metavar="DIR", help="a Speech Commands folder (either layout)")
     # None stands for the dataset's KEYWORDS, read when the command runs.
     parser.add_argument("--wanted-words", type=comma_list, default=None,
                         help="comma-separated keywords (default: the 10 of the 12-label task)")
     parser.add_argument("--labels", type=comma_list, default=None,
                         help="label order (default: Arm's, _silence_,_unknown_,yes,...)")
-    parser.add_argument("--silence-pct", type=float, default=10.0, help="generated silence, %% of each split")
-    parser.add_argument("--unknown-pct", type=float, default=10.0, help="sampled unknown words, %% of each split")
+    parser.add_argument("--silence-pct", type=percentage, default=10.0, help="generated silence, %% of each split")
+    parser.add_argument("--unknown-pct", type=percentage, default=10.0, help="sampled unknown words, %% of each split")
 
 
 def _config(args: argparse.Namespace) -> DataConfig:
@@ -80,10 +79,7 @@ def run_features(args: argparse.Namespace) -> int:
     from kws.data.dataset import SPLITS, SpeechCommands
     from kws.features import FeatureCache, get_frontend
 
-    try:
-        frontend = get_frontend(args.frontend)
-    except ValueError as exc:
-        raise KwsError(f"--frontend: {exc}") from None
+    frontend = get_frontend(args.frontend)
     ds = SpeechCommands(args.root, _config(args), skip_bad=args.skip_bad)
     cache = FeatureCache()
     rows = []

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
+from kws.cli.args import input_folder, non_negative_int, output_folder, positive_int, seed
 from kws.synth.defaults import DEFAULT_CLIPS_PER_WORD
 
 
@@ -23,18 +23,18 @@ def register(subparsers) -> None:
             "and unknown words spoken by synthetic eSpeak NG speakers."
         ),
     )
-    parser.add_argument("--out", required=True, type=Path, help="output folder (must not exist)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", required=True, type=output_folder, help="output folder (must not exist)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     parser.add_argument(
-        "--clips-per-word", type=int, default=DEFAULT_CLIPS_PER_WORD,
+        "--clips-per-word", type=positive_int, default=DEFAULT_CLIPS_PER_WORD,
         help=f"clips of each keyword (default {DEFAULT_CLIPS_PER_WORD})",
     )
     parser.add_argument(
-        "--unknown-clips-per-word", type=int, default=None,
+        "--unknown-clips-per-word", type=non_negative_int, default=None,
         help="clips of each unknown word (default: a fifth of --clips-per-word)",
     )
     parser.add_argument(
-        "--noise-dir", type=Path, default=None,
+        "--noise-dir", type=input_folder, default=None,
         help="copy background noise from this folder instead of synthesising it",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
