@@ -43,6 +43,8 @@ class GateRule:
 #: How each unit is shown in messages, and in tables (scale, format).
 _UNITS = {
     "fraction": (100.0, ".2f", "%"),
+    "pp": (100.0, ".2f", " pp"),  # a difference of two fractions, shown in percentage points
+    "p": (1.0, ".4f", ""),  # a p-value
     "B": (1.0, ",.0f", " B"),
     "us": (1.0, ".2f", " us"),
     "s": (1.0, ".1f", " s"),
@@ -72,6 +74,8 @@ class Metric:
     vela_field: str | None = None
     best_ignores_zero: bool = False
     optional: bool = False  # only some runs have it (e.g. eval_accuracy needs --kws-eval-dir)
+    # Measured with a 95% interval, kept under ``metrics["intervals"][name]``.
+    has_interval: bool = False
 
     def __post_init__(self):
         if self.unit not in _UNITS:
@@ -87,6 +91,20 @@ class Metric:
         if self.per_target:
             return ((metrics.get("vela") or {}).get(target) or {}).get(self.vela_field)
         return metrics.get(self.name)
+
+    def interval(self, metrics: Mapping[str, Any]) -> list[float] | None:
+        """The value's 95% interval ``[low, high]`` (``None`` where none was measured)."""
+        return (metrics.get("intervals") or {}).get(self.name) if self.has_interval else None
+
+    def show_with_interval(self, metrics: Mapping[str, Any]) -> str:
+        """``83.00% [80.21, 85.61]`` (the interval in the value's display scale)."""
+        value, interval = self.value(metrics), self.interval(metrics)
+        if value is None:
+            return "-"
+        if interval is None:
+            return self.show(value)
+        scale, fmt, _ = _UNITS[self.unit]
+        return f"{self.show(value)} [{scale * interval[0]:{fmt}}, {scale * interval[1]:{fmt}}]"
 
     def show(self, value: Any) -> str:
         """``83.00%``, ``26,000 B``, ``120.00 us``."""
@@ -111,9 +129,10 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("float_accuracy", "fraction", Better.HIGHER, "pipeline",
            "the last Keras model's (before conversion) accuracy on the test split"),
     Metric("baseline_float_accuracy", "fraction", Better.HIGHER, "pipeline",
-           "the baseline Keras model's accuracy on the test split"),
+           "the full-width baseline Keras model's accuracy on the test split"),
     Metric("baseline_int8_accuracy", "fraction", Better.HIGHER, "accuracy",
-           "the baseline's full-int8 model's accuracy under LiteRT on the test split"),
+           "the full-width baseline's full-int8 model's accuracy under LiteRT on the test split",
+           has_interval=True),
     Metric("baseline_int8_gzip_bytes", "B", Better.LOWER, "export",
            "gzip -9 size of the baseline's full-int8 flatbuffer"),
     Metric("bytes", "B", Better.LOWER, "export", "size of the deployed TFLite flatbuffer"),
@@ -124,14 +143,21 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("deployed_accuracy", "fraction", Better.HIGHER, "accuracy",
            "top-1 accuracy of the deployed TFLite model under LiteRT on the test split",
            label="int8 accuracy", column="int8 accuracy %", column_scale=100,
-           gate=GateRule(GateKind.DROP_PP, "accuracy_drop_pp", 1.0)),
+           gate=GateRule(GateKind.DROP_PP, "accuracy_drop_pp", 1.0), has_interval=True),
+    Metric("accuracy_drop", "pp", Better.LOWER, "pipeline",
+           "the full-width baseline's int8 accuracy minus the deployed model's, on the same test clips; "
+           "its interval is a paired bootstrap over the clips",
+           label="int8 accuracy drop", column="drop vs baseline int8 pp", column_scale=100, has_interval=True),
+    Metric("accuracy_drop_p", "p", Better.NEITHER, "pipeline",
+           "exact McNemar p-value of the deployed model against the baseline's int8 on the same clips"),
     Metric("sparsity", "fraction", Better.NEITHER, "inspect",
            "fraction of zero weights in the checked (prunable) layers of the deployed model"),
     Metric("max_unique_per_channel", "count", Better.NEITHER, "inspect",
            "most distinct weight values in one output channel of the deployed model"),
     Metric("eval_accuracy", "fraction", Better.HIGHER, "eval",
            "the deployed model's accuracy on the --kws-eval-dir data (e.g. real speech)",
-           label="accuracy on eval data", column="accuracy on eval data %", column_scale=100, optional=True),
+           label="accuracy on eval data", column="accuracy on eval data %", column_scale=100, optional=True,
+           has_interval=True),
     _vela("vela_us", "inference_us", "us", Better.LOWER, "Vela's estimated time per inference",
           label="Vela {target} latency", column="Vela us {target}",
           gate=GateRule(GateKind.GROWTH_PCT, "latency_growth_pct", 5.0)),

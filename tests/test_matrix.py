@@ -189,13 +189,18 @@ def test_checks_read_the_stages_promises_not_pathway_names():
     assert all(c.metric for c in CHECKS.values())
 
 
+def _accuracy(deployed: float, baseline: float, low: float, high: float) -> CaseRecord:
+    return _result(deployed_accuracy=deployed, baseline_int8_accuracy=baseline, accuracy_drop=baseline - deployed,
+                   intervals={"accuracy_drop": [low, high]})
+
+
 def test_a_failed_check_names_the_metric_the_value_the_limit_and_the_case():
     case = _case("p", sparsity=0.5)
     with pytest.raises(CheckFailed) as err:
-        check_accuracy(case, _result(deployed_accuracy=0.8112), Limits(accuracy_drop_pp=1.0),
+        check_accuracy(case, _accuracy(0.8112, 0.8537, 0.0255, 0.0595), Limits(accuracy_drop_pp=1.0),
                        reference=_result(deployed_accuracy=0.8537))
-    assert str(err.value) == ("p-s0.50-seed0: int8 accuracy drop = 4.25 pp (81.12% vs baseline int8 85.37%), "
-                              "limit 1.00 pp")
+    assert str(err.value) == ("p-s0.50-seed0: int8 accuracy drop = 4.25 pp [2.55, 5.95] (81.12% vs baseline int8 "
+                              "85.37%; paired 95% interval), limit 1.00 pp (beyond it with 95% confidence)")
     with pytest.raises(CheckFailed, match=r"c-c8-seed0: unique int8 values per output channel = 10, "
                                           r"limit <= 9 \(8 clusters \+ 1\)"):
         check_clusters(_case("c", clusters=8), _result(max_unique_per_channel=10), Limits())
@@ -203,6 +208,41 @@ def test_a_failed_check_names_the_metric_the_value_the_limit_and_the_case():
                                           r"limit <= 27,000 B \(0.9 x\)"):
         check_size(_case("p"), _result(gzip_bytes=30_000), Limits(gzip_ratio=0.9),
                    reference=_result(gzip_bytes=30_000))
+
+
+@pytest.mark.parametrize("low, high, outcome", [
+    (0.001, 0.008, "pass"), (0.004, 0.016, "inconclusive"), (0.012, 0.03, "fail")])
+def test_the_accuracy_check_decides_on_the_evidence(low, high, outcome, tmp_path, recwarn):
+    from kws.matrix.checks import CheckInconclusive
+
+    record, reference = _accuracy(0.84, 0.85, low, high), _result(deployed_accuracy=0.85)
+    run = lambda: check_accuracy(_case("p"), record, Limits(), reference=reference)  # noqa: E731
+    if outcome == "pass":
+        run()
+    else:
+        with pytest.raises(CheckFailed if outcome == "fail" else CheckInconclusive, match="1.00 pp"):
+            run()
+
+
+def test_an_inconclusive_check_warns_and_fails_under_strict(tmp_path, monkeypatch):
+    from kws.matrix.checks import InconclusiveWarning
+    from kws.matrix.session import MatrixSession
+
+    tier = load_grid(_write(tmp_path / "grid.toml", GOOD_TIER))["smoke"]
+    case = next(c for c in generate(tier) if c.pathway == "p")
+    results = {case.slug: _accuracy(0.84, 0.85, 0.004, 0.016),
+               "ptq_int8-seed0": _result(deployed_accuracy=0.85)}
+    for strict in (False, True):
+        session = MatrixSession(tier, load_thresholds(THRESHOLDS.parent / "thresholds.toml"), tmp_path / "r", ROOT,
+                                strict=strict)
+        monkeypatch.setattr(session, "result", lambda c, results=results: results[c.slug])
+        monkeypatch.setattr(session, "thresholds", load_thresholds(_write(tmp_path / "t.toml", "")))
+        if strict:
+            with pytest.raises(CheckFailed, match="inconclusive fails under --kws-strict"):
+                session.check("accuracy", case)
+        else:
+            with pytest.warns(InconclusiveWarning, match="the interval straddles the limit"):
+                session.check("accuracy", case)
 
 
 def test_a_check_with_nothing_to_check_fails_instead_of_passing():
@@ -236,6 +276,23 @@ def test_the_gate_flags_each_kind_of_regression_against_the_median():
     assert gate([_row(acc=0.5, key="k2")], earlier, limits) == []
 
 
+def test_the_gate_flags_an_accuracy_drop_beyond_noise_and_not_one_within_it():
+    from kws.stats import accuracy_interval
+
+    def measured(acc):
+        row = _row(acc=acc)
+        row["metrics"]["intervals"] = {"deployed_accuracy": accuracy_interval(round(acc * 588), 588).to_list()}
+        return row
+
+    earlier = [measured(0.85), measured(0.85)]
+    limits = GateLimits()
+    assert gate([measured(0.83)], earlier, limits) == []  # 2 pp on 588 clips: inside the noise
+    (message,) = gate([measured(0.75)], earlier, limits)
+    assert message.startswith("p-s0.50-seed0: int8 accuracy 75.00% is 10.00 pp [")
+    assert message.endswith("below the median of 2 earlier run(s) (85.00%), limit 1.0 pp: "
+                            "beyond it with 95% confidence")
+
+
 def test_history_appends_whole_lines_and_skips_a_damaged_one(tmp_path, caplog):
     path = tmp_path / "history.jsonl"
     append_history(path, [_row()])
@@ -260,13 +317,17 @@ def test_a_line_that_is_not_a_row_is_reported_with_its_number_and_the_rest_is_re
 
 
 def test_the_summary_averages_seeds_marks_the_best_and_sits_beside_the_study():
+    pqat = _row("pqat-s0.50-seed0", acc=0.82, gzip=24_950, us=113.7)
+    pqat["metrics"].update(accuracy_drop=0.03, intervals={"deployed_accuracy": [0.79, 0.85],
+                                                          "accuracy_drop": [0.01, 0.05]})
+    pqat["verdicts"] = {"accuracy": "fail"}
     rows = [_row("qat-seed0", acc=0.86, gzip=30_880, us=115.4), _row("qat-seed1", acc=0.88, gzip=30_900, us=115.6),
-            _row("pqat-s0.50-seed0", acc=0.82, gzip=24_950, us=113.7),
-            _row("ptq_int8-seed0", acc=0.85, gzip=30_730, us=114.9)]
+            pqat, _row("ptq_int8-seed0", acc=0.85, gzip=30_730, us=114.9)]
     text = " ".join(render(rows).split())
     assert "## Tier `smoke` on `synth-x`" in text
-    assert "| qat | 2 | 30.89 ± 0.01 | **87.00 ± 1.41** | 115.50 ± 0.14 |" in text
-    assert "| pqat-s0.50 | 1 | **24.95** | 82.00 | **113.70** |" in text
+    # Accuracy over 2 seeds: the mean and its Student-t interval; one run: its Wilson interval.
+    assert "| qat | 2 | 30.89 ± 0.01 | **87.00 [74.29, 99.71]** | - | 115.50 ± 0.14 |" in text
+    assert "| pqat-s0.50 | 1 | **24.95** | 82.00 [79.00, 85.00] | 3.00 [1.00, 5.00] ‡ | **113.70** |" in text
     assert "| PQAT (50%) | 25.18 | 24.95 | 94.51 | 82.00 | 113.42 | 113.70 |" in text
     assert point_of("pcqat-s0.50-c32-seed12") == "pcqat-s0.50-c32"
 

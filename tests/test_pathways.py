@@ -229,6 +229,23 @@ def test_records_carry_keys_metrics_and_times_and_round_trip_through_json(tree):
     assert "inspection" in record.to_dict() and "inspection" not in record.row()
 
 
+def test_accuracies_carry_intervals_and_the_drop_is_paired_on_the_same_clips(tree):
+    from kws.pipeline.measure import load_array
+
+    record, base = tree("pcqat"), tree("ptq_int8")
+    m, intervals = record.metrics, record.metrics["intervals"]
+    low, high = intervals["deployed_accuracy"]
+    assert low < m["deployed_accuracy"] < high or m["deployed_accuracy"] in (0.0, 1.0)
+    assert m["baseline_int8_accuracy"] == base.metrics["deployed_accuracy"]
+    assert m["accuracy_drop"] == pytest.approx(m["baseline_int8_accuracy"] - m["deployed_accuracy"])
+    assert intervals["accuracy_drop"][0] <= m["accuracy_drop"] <= intervals["accuracy_drop"][1]
+    assert 0 <= m["accuracy_drop_p"] <= 1
+    predictions, labels = load_array(record.files["predictions"]), load_array(record.files["labels"])
+    assert len(predictions) == len(labels) == m["n_test"]
+    assert np.mean(predictions == labels) == pytest.approx(m["deployed_accuracy"])
+    assert base.metrics["accuracy_drop"] == 0 and base.metrics["intervals"]["accuracy_drop"] == [0.0, 0.0]
+
+
 def test_retrain_time_counts_shared_stages_once_overall(tree):
     from kws.pipeline import retrain_summary
 

@@ -22,6 +22,7 @@ from kws.pathways import AXES, PATHWAYS, Axis, Family, Pathway, Point, Stage, ma
 from kws.pathways.base import FineTune
 from kws.pathways.prune import Prune
 from kws.pipeline import MEASUREMENTS, CasePipeline, Measurement, RunSpec, Settings
+from kws.pipeline.measure import Measured
 from kws.train import TrainConfig
 from kws.vela.targets import TARGETS, Accelerator, MemoryMode, SystemConfig, VelaTarget
 from tests.helpers import make_archive
@@ -78,7 +79,7 @@ def test_a_new_metric_reaches_the_record_the_row_the_summary_and_the_gate(tiny, 
         column="flatbuffer KiB", column_format=".0f", gate=GateRule(GateKind.GROWTH_PCT, "flatbuffer_growth_pct", 3.0)))
     monkeypatch.setitem(MEASUREMENTS, "flatbuffer", Measurement(
         "flatbuffer", ("flatbuffer_kib",), lambda s: True,
-        lambda s: ({"flatbuffer_kib": s.tflite.stat().st_size // 1024}, None),
+        lambda s: Measured({"flatbuffer_kib": s.tflite.stat().st_size // 1024}),
         lambda s: {}))
     record = CasePipeline(cache, Settings(latency=False)).run("ptq_int8", Point(), spec)
     kib = record.metric("flatbuffer_kib")

@@ -135,8 +135,12 @@ def format_record(record) -> str:
         ("pathway", f"{record.pathway} {record.point} seed {record.seed}"),
         ("model / deploys as", f"{record.model} / {record.export}"),
         ("accuracy: baseline float / int8",
-         f"{pct(m['baseline_float_accuracy'])} / {pct(m['baseline_int8_accuracy'])}"),
-        ("accuracy: pathway float / deployed", f"{pct(m['float_accuracy'])} / {pct(m['deployed_accuracy'])}"),
+         f"{pct(m['baseline_float_accuracy'])} / {METRICS['baseline_int8_accuracy'].show_with_interval(m)}"),
+        ("accuracy: pathway float / deployed",
+         f"{pct(m['float_accuracy'])} / {METRICS['deployed_accuracy'].show_with_interval(m)}"),
+        ("accuracy drop vs baseline int8 (paired 95% interval)",
+         f"{METRICS['accuracy_drop'].show_with_interval(m)}"
+         + (f", McNemar p = {m['accuracy_drop_p']:.4f}" if m.get("accuracy_drop_p") is not None else "")),
         ("size raw / gzip", f"{m['bytes']:,} B / {m['gzip_bytes']:,} B "
                             f"(baseline int8 gzip {m['baseline_int8_gzip_bytes']:,} B)"),
         ("sparsity (checked layers, TFLite)", pct(m.get("sparsity"))),
@@ -147,7 +151,7 @@ def format_record(record) -> str:
         rows.append((f"Vela {target}", f"{us.show(us.value(m, target))}, encoded weights "
                                        f"{weights.show(weights.value(m, target))}"))
     if m.get("eval_accuracy") is not None:
-        rows.append(("accuracy on eval data", pct(m["eval_accuracy"])))
+        rows.append(("accuracy on eval data", METRICS["eval_accuracy"].show_with_interval(m)))
     if m.get("litert_us") is not None:
         rows.append(("LiteRT latency (host, 1 thread)", f"{m['litert_us']:.1f} us"))
     rows += [

@@ -72,7 +72,8 @@ def _run(ns) -> int:
               "test_accuracy": meta.get("test", {}).get("accuracy"),
               "train_seconds": meta["train_seconds"], "wall_seconds": seconds}
     for kind, art in exports.items():
-        record[f"{kind}_test_accuracy"] = accuracy[kind]["deployed_accuracy"]
+        record[f"{kind}_test_accuracy"] = accuracy[kind].metrics["deployed_accuracy"]
+        record[f"{kind}_test_accuracy_interval"] = accuracy[kind].metrics["intervals"]["deployed_accuracy"]
         record[f"{kind}_bytes"] = art.metadata["sizes"]["raw"]
         record[f"{kind}_gzip_bytes"] = art.metadata["sizes"]["gzip"]
     if ns.json:

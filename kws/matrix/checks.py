@@ -20,9 +20,19 @@ from kws.export import ExportKind
 from kws.matrix.grid import Case
 from kws.metrics import get_metric
 from kws.pathways.base import Preserve
+from kws.stats import Interval, Verdict, judge
 
 
 class CheckFailed(AssertionError):
+    pass
+
+
+class CheckInconclusive(Exception):
+    """The evidence neither passes nor fails the limit (its interval straddles it): a
+    warning, and a failure under ``--kws-strict``."""
+
+
+class InconclusiveWarning(UserWarning):
     pass
 
 
@@ -71,12 +81,33 @@ def value_of(case: Case, record, name: str, target: str | None = None):
 
 
 def check_accuracy(case: Case, record, limits, *, reference, **_) -> None:
-    deployed = value_of(case, record, "deployed_accuracy")
-    baseline = value_of(case, reference, "deployed_accuracy")
-    drop = 100 * (baseline - deployed)
-    if drop > limits.accuracy_drop_pp:
-        _fail(case, "int8 accuracy drop", f"{drop:.2f} pp ({100 * deployed:.2f}% vs baseline int8 "
-              f"{100 * baseline:.2f}%)", f"{limits.accuracy_drop_pp:.2f} pp")
+    """The drop against the baseline's int8 on the same clips, judged by its paired 95%
+    interval: beyond the limit with confidence fails, within it with confidence passes,
+    an interval across the limit is inconclusive."""
+    drop = value_of(case, record, "accuracy_drop")
+    interval = get_metric("accuracy_drop").interval(_metrics(record))
+    if interval is None:
+        raise CheckFailed(f"{case.slug}: the accuracy drop has no interval in the run's record; nothing to judge")
+    deployed, baseline = value_of(case, record, "deployed_accuracy"), value_of(case, reference, "deployed_accuracy")
+    own = value_of(case, record, "baseline_int8_accuracy")
+    if baseline != own:
+        raise CheckFailed(f"{case.slug}: the record's baseline int8 accuracy {own} is not its reference case's "
+                          f"{baseline}")
+    verdict = accuracy_verdict(record, limits)
+    what = (f"{100 * drop:.2f} pp [{100 * interval[0]:.2f}, {100 * interval[1]:.2f}] ({100 * deployed:.2f}% vs "
+            f"baseline int8 {100 * baseline:.2f}%; paired 95% interval)")
+    if verdict is Verdict.FAIL:
+        _fail(case, "int8 accuracy drop", what, f"{limits.accuracy_drop_pp:.2f} pp", "beyond it with 95% confidence")
+    if verdict is Verdict.INCONCLUSIVE:
+        raise CheckInconclusive(f"{case.slug}: int8 accuracy drop = {what}, limit {limits.accuracy_drop_pp:.2f} pp: "
+                                "the interval straddles the limit")
+
+
+def accuracy_verdict(record, limits) -> Verdict | None:
+    """The accuracy check's verdict from the record alone (``None`` without an interval):
+    history rows carry it, so the summary can mark what was inconclusive."""
+    interval = get_metric("accuracy_drop").interval(_metrics(record))
+    return None if interval is None else judge(Interval(*interval), limits.accuracy_drop_pp / 100)
 
 
 def check_sparsity(case: Case, record, limits, **_) -> None:

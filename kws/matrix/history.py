@@ -166,6 +166,8 @@ def _regression(metric, target, row: dict, past: list[dict], limit: float) -> st
     if value is None or median is None or (metric.gate.kind is GateKind.GROWTH_PCT and median == 0):
         return None
     if metric.gate.kind is GateKind.DROP_PP:
+        if metric.interval(row["metrics"]) is not None:
+            return _drop_on_evidence(metric, row, past, median, limit)
         worse = 100 * (median - value if metric.better is Better.HIGHER else value - median)
         how, unit = f"{worse:.2f} pp {'below' if metric.better is Better.HIGHER else 'above'}", "pp"
     else:
@@ -175,3 +177,24 @@ def _regression(metric, target, row: dict, past: list[dict], limit: float) -> st
         return None
     return (f"{row['case']}: {metric.name_for(target)} {metric.show(value)} is {how} the median of {len(past)} "
             f"earlier run(s) ({metric.show(median)}), limit {limit}{' ' if unit == 'pp' else ''}{unit}")
+
+
+def _drop_on_evidence(metric, row: dict, past: list[dict], median: float, limit: float) -> str | None:
+    """A fraction metric measured with intervals: flagged only when it fell by more than
+    ``limit`` pp with 95% confidence. The median earlier run (the one nearest the median)
+    is compared with this one by Newcombe's hybrid score interval for the difference of
+    two independent proportions, from their Wilson intervals."""
+    earlier = min((p for p in past if metric.value(p["metrics"]) is not None and metric.interval(p["metrics"])),
+                  key=lambda p: abs(metric.value(p["metrics"]) - median), default=None)
+    if earlier is None:
+        return None
+    p1, (l1, u1) = metric.value(earlier["metrics"]), metric.interval(earlier["metrics"])
+    p2, (l2, u2) = metric.value(row["metrics"]), metric.interval(row["metrics"])
+    drop = p1 - p2
+    low = drop - ((p1 - l1) ** 2 + (u2 - p2) ** 2) ** 0.5
+    high = drop + ((u1 - p1) ** 2 + (p2 - l2) ** 2) ** 0.5
+    if 100 * low <= limit:
+        return None
+    return (f"{row['case']}: {metric.name_for()} {metric.show(p2)} is {100 * drop:.2f} pp "
+            f"[{100 * low:.2f}, {100 * high:.2f}] below the median of {len(past)} earlier run(s) "
+            f"({metric.show(p1)}), limit {limit} pp: beyond it with 95% confidence")

@@ -69,6 +69,9 @@ def pytest_addoption(parser):
     group.addoption("--kws-gate", action="store_true", default=False,
                     help="fail the session when a case regressed against the median of its earlier "
                          "runs in the history (limits in [gate] of the thresholds file)")
+    group.addoption("--kws-strict", action="store_true", default=False,
+                    help="fail a check whose evidence is inconclusive (its 95%% interval straddles the "
+                         "limit); without it such a check passes with a warning")
     group.addoption("--kws-grid", type=Path, default=None, metavar="TOML",
                     help="the grid file (default: bench/grid.toml)")
     group.addoption("--kws-thresholds", type=Path, default=None, metavar="TOML",
@@ -113,7 +116,8 @@ def pytest_configure(config):
         tier=tier, thresholds=thresholds, results_dir=results,
         project_root=root, data_dir=data_dir, eval_dir=config.getoption("kws_eval_dir"),
         vela_targets=config.getoption("kws_vela_targets") or (DEFAULT_TARGET,),
-        seeds=config.getoption("kws_seeds"), gate_enabled=config.getoption("kws_gate"))
+        seeds=config.getoption("kws_seeds"), gate_enabled=config.getoption("kws_gate"),
+        strict=config.getoption("kws_strict"))
     config.stash[_KEY] = matrix
     config.pluginmanager.register(MatrixRecorder(config, matrix), "kws-matrix-recorder")
 
@@ -255,6 +259,11 @@ class MatrixRecorder:
         if self.written:
             terminalreporter.write_line(f"{len(matrix.rows)} case(s) recorded in "
                                         + ", ".join(str(p) for p in self.written))
+        inconclusive = sorted(c for c, r in matrix.rows.items() if "inconclusive" in (r.get("verdicts") or {}).values())
+        if inconclusive:
+            terminalreporter.write_line(
+                f"kws: {len(inconclusive)} case(s) inconclusive against their accuracy limit (the 95% interval of "
+                f"the drop straddles it; --kws-strict fails them): {', '.join(inconclusive)}", yellow=True)
         for error in matrix.save_errors:
             terminalreporter.write_line(f"kws: {error}", red=True)
         if matrix.gate_messages:

@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from kws._fs import atomic_write_bytes
 from kws.metrics import Better, columns, get_metric
+from kws.stats import mean_interval
 
 #: REFERENCE: DS-CNN-S on Speech Commands v0.02, Vela 3.4 on Ethos-U55-256.
 STUDY_BASELINE = {"accuracy": 95.05, "gzip_kb": 35.76}
@@ -44,12 +45,42 @@ def _stats(values) -> tuple[float, float] | None:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _cell(stat, fmt: str, best: bool) -> str:
+def _stat(rows: list[dict], metric, target: str | None) -> tuple[float, float | tuple] | None:
+    """``(mean, spread)`` of a point's rows in the column's scale: ``spread`` is the std
+    over seeds, or for a metric measured with intervals a 95% interval ``(low, high)``:
+    the run's own for one seed, Student-t across seeds for several."""
+    scale = metric.column_scale
+    values = [v for r in rows if (v := metric.value(r["metrics"], target)) is not None]
+    if not values:
+        return None
+    if not metric.has_interval:
+        mean, std = _stats(values)
+        return scale * mean, scale * std
+    if len(values) == 1:
+        interval = next((metric.interval(r["metrics"]) for r in rows if metric.value(r["metrics"]) is not None), None)
+        return scale * values[0], (tuple(scale * x for x in interval) if interval else 0.0)
+    mean, interval = mean_interval(values)
+    return scale * mean, (scale * interval.low, scale * interval.high)
+
+
+def _cell(stat, fmt: str, best: bool, mark: str = "") -> str:
     if stat is None:
         return "-"
-    mean, std = stat
-    text = f"{mean:{fmt}} ± {std:{fmt}}" if std else f"{mean:{fmt}}"
-    return f"**{text}**" if best else text
+    mean, spread = stat
+    if isinstance(spread, tuple):
+        text = f"{mean:{fmt}} [{spread[0]:{fmt}}, {spread[1]:{fmt}}]"
+    else:
+        text = f"{mean:{fmt}} ± {spread:{fmt}}" if spread else f"{mean:{fmt}}"
+    return (f"**{text}**" if best else text) + mark
+
+
+#: Marks on the drop column: the accuracy check's verdict on the evidence.
+MARKS = {"inconclusive": " †", "fail": " ‡"}
+
+
+def _mark(rows: list[dict]) -> str:
+    verdicts = {(r.get("verdicts") or {}).get("accuracy") for r in rows}
+    return next((m for v, m in MARKS.items() if v in verdicts), "")
 
 
 def _points(cases: dict[str, dict]) -> dict[str, list[dict]]:
@@ -74,15 +105,14 @@ def _value(row: dict, name: str, scale: float = 1.0, target: str | None = None) 
 
 def _columns(rows) -> list[tuple[str, object, str | None]]:
     """``(header, metric, target)`` for every summary column of :mod:`kws.metrics` that
-    these rows have: one per Vela target for a per-target metric; an optional metric
-    only where some row measured it."""
+    some of these rows measured: one per Vela target for a per-target metric."""
     rows = list(rows)
     targets = targets_in(rows)
     out = []
     for metric in columns():
         if metric.per_target:
             out += [(metric.header(t), metric, t) for t in targets]
-        elif not metric.optional or any(metric.value(r["metrics"]) is not None for r in rows):
+        elif any(metric.value(r["metrics"]) is not None for r in rows):
             out.append((metric.header(), metric, None))
     return out
 
@@ -90,8 +120,7 @@ def _columns(rows) -> list[tuple[str, object, str | None]]:
 def tier_table(cases: dict[str, dict]) -> str:
     points = _points(cases)
     cols = _columns(cases.values())
-    stats = {p: {h: _stats(_value(r, m.name, m.column_scale, t) for r in rows) for h, m, t in cols}
-             for p, rows in points.items()}
+    stats = {p: {h: _stat(rows, m, t) for h, m, t in cols} for p, rows in points.items()}
     best = {}
     for header, metric, _ in cols:
         means = [s[header][0] for s in stats.values()
@@ -100,7 +129,8 @@ def tier_table(cases: dict[str, dict]) -> str:
             best[header] = (min if metric.better is Better.LOWER else max)(means)
     table = []
     for point, rows in points.items():
-        cells = [_cell(stats[point][h], m.column_format, best.get(h) == (stats[point][h] or (None,))[0])
+        cells = [_cell(stats[point][h], m.column_format, best.get(h) == (stats[point][h] or (None,))[0],
+                       _mark(rows) if m.name == "accuracy_drop" else "")
                  for h, m, _ in cols]
         table.append([point, len(rows), *cells])
     return tabulate(table, headers=["pathway", "seeds", *(h for h, _, _ in cols)], tablefmt="github",
@@ -132,8 +162,11 @@ def render(rows: list[dict]) -> str:
     parts = ["# Benchmark summary", "",
              ("Written by the benchmark suite at the end of each session from `history.jsonl`: the newest run "
              "of every case, mean ± std over seeds, the best of each column in bold. Accuracy is the "
-             "deployed model's (int8 unless the pathway deploys otherwise) on the test split; retrain time "
-             "is the pathway's fine-tuning (its width baseline for `alpha`)."), ""]
+             "deployed model's (int8 unless the pathway deploys otherwise) on the test split, with its 95% "
+             "interval in brackets (Wilson for one run, Student-t across seeds); the drop is against the "
+             "full-width baseline's int8 model on the same clips (paired bootstrap interval). † marks a drop "
+             "whose interval straddles the accuracy limit (inconclusive), ‡ one beyond it with 95% "
+             "confidence. Retrain time is the pathway's fine-tuning (its width baseline for `alpha`)."), ""]
     for (tier, data), cases in latest_per_case(rows).items():
         newest = max(r["time"] for r in cases.values())
         commits = sorted({r["commit"][:10] for r in cases.values()})

@@ -9,12 +9,20 @@ hooks.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 from kws.data import DataConfig
-from kws.matrix.checks import CHECKS, applicable
+from kws.matrix.checks import (
+    CHECKS,
+    CheckFailed,
+    CheckInconclusive,
+    InconclusiveWarning,
+    accuracy_verdict,
+    applicable,
+)
 from kws.matrix.grid import Case, Tier, generate
 from kws.matrix.history import (
     HISTORY_FILE,
@@ -61,6 +69,7 @@ class MatrixSession:
     vela_targets: tuple[str, ...] = (DEFAULT_TARGET,)
     seeds: tuple[int, ...] | None = None
     gate_enabled: bool = False
+    strict: bool = False  # an inconclusive check fails
     rows: dict[str, dict] = field(default_factory=dict)  # case slug -> its history row
     gate_messages: list[str] = field(default_factory=list)
     gated_rows: int = 0  # rows that had earlier runs to be gated against
@@ -143,20 +152,32 @@ class MatrixSession:
 
     def row(self, case: Case, record: CaseRecord) -> dict:
         """The history line of a case's run: the record's row plus where, when and on
-        what data it ran."""
+        what data it ran, and the accuracy check's verdict on its evidence."""
+        verdicts = {}
+        if "accuracy" in applicable(case):
+            verdict = accuracy_verdict(record, self.thresholds.limits(case.tier, case.pathway))
+            verdicts["accuracy"] = verdict.value if verdict else None
         return {**record.row(), "schema": SCHEMA_VERSION, "time": now(), **self.commit, "tier": case.tier,
                 "case": case.slug, "config_key": case.config_key(self.data_id), "data_id": self.data_id,
-                "eval_data": self.eval_dir.name if self.eval_dir else None, "machine": machine()}
+                "eval_data": self.eval_dir.name if self.eval_dir else None, "machine": machine(),
+                "verdicts": verdicts}
 
     @cached_property
     def commit(self) -> dict:
         return git_commit(self.project_root)
 
     def check(self, name: str, case: Case) -> None:
+        """Run check ``name`` on ``case``. An inconclusive one warns, or fails under
+        ``--kws-strict``."""
         check = CHECKS[name]
         limits = self.thresholds.limits(case.tier, case.pathway)
         reference = self.result(self.reference(case, check.reference)) if check.reference else None
-        check.run(case, self.result(case), limits, reference=reference, targets=self.vela_targets)
+        try:
+            check.run(case, self.result(case), limits, reference=reference, targets=self.vela_targets)
+        except CheckInconclusive as exc:
+            if self.strict:
+                raise CheckFailed(f"{exc} (inconclusive fails under --kws-strict)") from None
+            warnings.warn(InconclusiveWarning(str(exc)), stacklevel=2)
 
     # ----- the end of the session -----------------------------------------------------
     def finish(self) -> list[Path]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kws.export import ExportKind
 
 #: Timed batch-1 inferences for the LiteRT latency (after 20 warm-up runs).
@@ -59,28 +61,60 @@ class Subject:
 
 
 @dataclass(frozen=True)
+class Measured:
+    """What a measurement returns: values by metric name (Vela's under ``"vela"``, 95%
+    intervals under ``"intervals"``), optional detail kept in the record only, and
+    optional arrays stored with a cached measurement (per-clip predictions)."""
+
+    metrics: dict
+    detail: dict | None = None
+    arrays: dict | None = None
+
+
+@dataclass(frozen=True)
 class Measurement:
-    """``measure(subject)`` returns ``(metrics, detail)``: values by metric name (Vela's
-    under ``"vela"``), and optional per-layer detail kept in the record only."""
+    """``measure(subject)`` returns a :class:`Measured`."""
 
     name: str
     metrics: tuple[str, ...]
     applies: Callable[[Subject], bool]
-    measure: Callable[[Subject], tuple[dict, dict | None]]
+    measure: Callable[[Subject], Measured]
     material: Callable[[Subject], dict] | None = None
 
 
 # ----- the measurements ---------------------------------------------------------------------------
 
 
-def _accuracy(s: Subject):
-    from kws.evaluate import TFLiteRunner, evaluate
+def scored(predict, features, labels, names) -> Measured:
+    """Top-1 accuracy with its Wilson interval, and the per-clip predictions and labels
+    (paired comparisons between models read them)."""
+    from kws.evaluate import evaluate
+    from kws.stats import accuracy_interval
+
+    predicted = []
+
+    def keep(x):
+        scores = predict(x)
+        predicted.append(scores.argmax(axis=1))
+        return scores
+
+    result = evaluate(keep, features, labels, names)
+    correct = round(result.accuracy * result.n)
+    return Measured({"accuracy": result.accuracy, "n": result.n,
+                     "interval": accuracy_interval(correct, result.n).to_list()},
+                    {"test": result.to_dict()},
+                    {"predictions": np.concatenate(predicted).astype(np.int16), "labels": np.asarray(labels, np.int16)})
+
+
+def _accuracy(s: Subject) -> Measured:
+    from kws.evaluate import TFLiteRunner
 
     test, labels = s.data.features("testing")
     if not len(test):
-        return {"deployed_accuracy": None, "n_test": 0}, None
-    result = evaluate(TFLiteRunner(s.tflite).predict, test, labels, s.data.labels)
-    return {"deployed_accuracy": result.accuracy, "n_test": result.n}, {"test": result.to_dict()}
+        return Measured({"deployed_accuracy": None, "n_test": 0})
+    m = scored(TFLiteRunner(s.tflite).predict, test, labels, s.data.labels)
+    return Measured({"deployed_accuracy": m.metrics["accuracy"], "n_test": m.metrics["n"],
+                     "intervals": {"deployed_accuracy": m.metrics["interval"]}}, m.detail, m.arrays)
 
 
 def _accuracy_material(s: Subject) -> dict:
@@ -104,7 +138,8 @@ def _inspect(s: Subject):
         "tflite": inspect_tflite(s.tflite.read_bytes(), clusters=clusters, m_by_n=m_by_n).to_dict(),
     }
     tfl = detail["tflite"]
-    return {"sparsity": tfl.get("sparsity"), "max_unique_per_channel": tfl.get("max_unique_per_channel")}, detail
+    return Measured({"sparsity": tfl.get("sparsity"), "max_unique_per_channel": tfl.get("max_unique_per_channel")},
+                    detail)
 
 
 def _inspect_material(s: Subject) -> dict:
@@ -118,18 +153,19 @@ def _vela(s: Subject):
 
     fields = vela_fields()
     reports = {t: estimate(s.tflite, t, cache=s.cache).to_dict() for t in s.settings.vela_targets}
-    return {"vela": {t: {k: r.get(k) for k in fields} for t, r in reports.items()}}, None
+    return Measured({"vela": {t: {k: r.get(k) for k in fields} for t, r in reports.items()}})
 
 
-def _eval(s: Subject):
+def _eval(s: Subject) -> Measured:
     from kws.errors import KwsError
-    from kws.evaluate import TFLiteRunner, evaluate
+    from kws.evaluate import TFLiteRunner
 
     features, labels = s.eval_ds.features("testing", s.data.frontend, cache=s.cache)
     if not len(labels):
         raise KwsError(f"--kws-eval-dir {s.settings.eval_dir}: no test clips to score the models on")
-    result = evaluate(TFLiteRunner(s.tflite).predict, features, labels, s.eval_ds.config.labels)
-    return {"eval_accuracy": result.accuracy}, None
+    m = scored(TFLiteRunner(s.tflite).predict, features, labels, s.eval_ds.config.labels)
+    return Measured({"eval_accuracy": m.metrics["accuracy"], "intervals": {"eval_accuracy": m.metrics["interval"]}},
+                    arrays={"eval_predictions": m.arrays["predictions"], "eval_labels": m.arrays["labels"]})
 
 
 def _eval_material(s: Subject) -> dict:
@@ -137,8 +173,8 @@ def _eval_material(s: Subject) -> dict:
             "labels": s.eval_ds.config.labels}
 
 
-def _latency(s: Subject):
-    return {"litert_us": litert_latency_us(s.tflite)}, None
+def _latency(s: Subject) -> Measured:
+    return Measured({"litert_us": litert_latency_us(s.tflite)})
 
 
 MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
@@ -151,22 +187,32 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
 )}
 
 
-def run_measurement(m: Measurement, subject: Subject) -> tuple[dict, dict | None, str]:
-    """``(metrics, detail, how)``: ``how`` is ``"cached"`` or ``"now"``."""
+def run_measurement(m: Measurement, subject: Subject) -> tuple[Measured, dict[str, Path], str]:
+    """``(measured, files, how)``: ``files`` are the stored arrays' paths (a cached
+    measurement only), ``how`` is ``"cached"`` or ``"now"``."""
     if m.material is None:
-        metrics, detail = m.measure(subject)
-        return metrics, detail, "now"
+        measured = m.measure(subject)
+        if measured.arrays:
+            raise ValueError(f"measurement {m.name}: arrays are stored only by a cached measurement")
+        return measured, {}, "now"
     from kws.pipeline.steps import Step
 
     built = []
 
     def build(folder: Path) -> dict:
-        metrics, detail = m.measure(subject)
+        measured = m.measure(subject)
+        for name, array in (measured.arrays or {}).items():
+            np.save(folder / f"{name}.npy", array, allow_pickle=False)
         built.append(True)
-        return {"metrics": metrics, "detail": detail}
+        return {"metrics": measured.metrics, "detail": measured.detail, "arrays": sorted(measured.arrays or {})}
 
     art = Step(f"measure-{m.name}", m.material(subject), build, subject.deployed).run(subject.cache)
-    return art.metadata["metrics"], art.metadata.get("detail"), "now" if built else "cached"
+    files = {name: art.file(f"{name}.npy") for name in art.metadata.get("arrays", [])}
+    return Measured(art.metadata["metrics"], art.metadata.get("detail")), files, "now" if built else "cached"
+
+
+def load_array(path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
 
 
 # ----- LiteRT timing ------------------------------------------------------------------------------
@@ -187,8 +233,6 @@ def litert_latency_us(tflite: Path, runs: int = LITERT_RUNS) -> float:
 
 def litert_invoker(tflite: Path):
     """A function that sets one batch-1 input, invokes and reads the output."""
-    import numpy as np
-
     from kws.evaluate import TFLiteRunner
 
     runner = TFLiteRunner(Path(tflite), batch_size=1, num_threads=1)

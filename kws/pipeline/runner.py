@@ -11,6 +11,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from kws.export import ExportKind
 from kws.pathways.axes import Point
 from kws.pathways.registry import Pathway, get_pathway
@@ -53,9 +55,13 @@ class CasePipeline:
         train = spec.baseline_train
         data = CaseData(ds, spec.frontend, train, cache)
         baseline = baseline_step(ds, spec.frontend, model, train, cache).run(cache)
-        baseline_int8 = export_step(baseline, ExportKind.INT8, data).run(cache)
-        subject = self.subject(pathway, point, [], baseline_int8, baseline, data)
-        baseline_int8_metrics, _, _ = run_measurement(MEASUREMENTS["accuracy"], subject)
+        # The yardstick is the full-width baseline deployed as int8, also for the width
+        # pathway (which trains a narrower baseline of its own).
+        full = (baseline if model == spec.model
+                else baseline_step(ds, spec.frontend, spec.model, train, cache).run(cache))
+        baseline_int8 = export_step(full, ExportKind.INT8, data).run(cache)
+        reference, reference_files, _ = run_measurement(
+            MEASUREMENTS["accuracy"], self.subject(pathway, point, [], baseline_int8, full, data))
 
         parent, preserved, plain, stages, records = baseline, frozenset(), baseline, [], []
         for stage in pathway.stages(point):
@@ -74,8 +80,9 @@ class CasePipeline:
 
         own_baseline = model != spec.model
         metrics = {
-            "baseline_float_accuracy": baseline.metadata.get("test", {}).get("accuracy"),
-            "baseline_int8_accuracy": baseline_int8_metrics["deployed_accuracy"],
+            "baseline_float_accuracy": full.metadata.get("test", {}).get("accuracy"),
+            "baseline_int8_accuracy": reference.metrics["deployed_accuracy"],
+            "intervals": {"baseline_int8_accuracy": reference.metrics.get("intervals", {}).get("deployed_accuracy")},
             "baseline_int8_gzip_bytes": baseline_int8.metadata["sizes"]["gzip"],
             "float_accuracy": records[-1].test_accuracy if records
             else baseline.metadata.get("test", {}).get("accuracy"),
@@ -88,15 +95,18 @@ class CasePipeline:
             + (baseline.metadata["train_seconds"] if own_baseline else 0.0),
         }
         subject = self.subject(pathway, point, stages, deployed, plain, data)
-        measured, inspection = {}, None
+        measured, inspection, files = {}, None, {"deployed": str(subject.tflite)}
         for m in MEASUREMENTS.values():
             if not m.applies(subject):
                 measured[m.name] = "n/a"
                 continue
-            values, detail, measured[m.name] = run_measurement(m, subject)
-            metrics.update(values)
+            result, stored, measured[m.name] = run_measurement(m, subject)
+            _merge(metrics, result.metrics)
+            files.update({name: str(path) for name, path in stored.items()})
             if m.name == "inspect":
-                inspection = detail
+                inspection = result.detail
+        if "predictions" in files and "predictions" in reference_files:
+            metrics.update(_paired_drop(reference_files, files, metrics["intervals"]))
         return CaseRecord(
             pathway=pathway.name, family=pathway.family.value, point=point.to_dict(), spec=spec.to_dict(),
             model=model.slug, export=pathway.export.value,
@@ -108,13 +118,37 @@ class CasePipeline:
                         wall_s=time.perf_counter() - start),
             trained_now=tuple(r.family for r in records if r.built),
             versions=deployed.manifest.get("versions", {}), measured=measured,
-            files={"deployed": str(subject.tflite)}, inspection=inspection)
+            files=files, inspection=inspection)
 
     def subject(self, pathway, point, stages, deployed, plain, data) -> Subject:
         from kws.data import DataConfig
 
         eval_ds = None if self.settings.eval_dir is None else self.dataset(self.settings.eval_dir, DataConfig())
         return Subject(pathway, point, stages, deployed, plain, data, self.cache, self.settings, eval_ds)
+
+
+def _merge(metrics: dict, values: dict) -> None:
+    """Add a measurement's values; the per-target and interval tables are merged."""
+    for name, value in values.items():
+        if isinstance(value, dict) and isinstance(metrics.get(name), dict):
+            metrics[name].update(value)
+        else:
+            metrics[name] = value
+
+
+def _paired_drop(reference_files: dict, files: dict, intervals: dict) -> dict:
+    """The accuracy drop against the baseline's int8 on the same clips, with its paired
+    interval and exact McNemar p-value."""
+    from kws.pipeline.measure import load_array
+    from kws.stats import paired_drop
+
+    labels = load_array(reference_files["labels"])
+    if not np.array_equal(labels, load_array(files["labels"])):
+        raise ValueError("the deployed model and the baseline were scored on different clips")
+    drop = paired_drop(load_array(reference_files["predictions"]) == labels,
+                       load_array(files["predictions"]) == labels)
+    intervals["accuracy_drop"] = drop.interval.to_list()
+    return {"accuracy_drop": drop.drop, "accuracy_drop_p": drop.p_value}
 
 
 def run_case(pathway: str | Pathway, point: Point = Point(), spec: RunSpec = RunSpec(), *, cache=None,
