@@ -80,6 +80,9 @@ class Measurement:
     applies: Callable[[Subject], bool]
     measure: Callable[[Subject], Measured]
     material: Callable[[Subject], dict] | None = None
+    # Part of a cached measurement's key: bump it when what the measurement stores changes,
+    # so that no entry of the older layout is taken for one of the new.
+    version: int = 1
 
 
 # ----- the measurements ---------------------------------------------------------------------------
@@ -178,11 +181,13 @@ def _latency(s: Subject) -> Measured:
 
 
 MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
-    Measurement("accuracy", ("deployed_accuracy", "n_test"), lambda s: True, _accuracy, _accuracy_material),
+    Measurement("accuracy", ("deployed_accuracy", "n_test"), lambda s: True, _accuracy, _accuracy_material,
+                version=2),
     Measurement("inspect", ("sparsity", "max_unique_per_channel"), lambda s: True, _inspect, _inspect_material),
     Measurement("vela", ("vela_us",), lambda s: s.export is ExportKind.INT8 and bool(s.settings.vela_targets),
                 _vela),
-    Measurement("eval", ("eval_accuracy",), lambda s: s.settings.eval_dir is not None, _eval, _eval_material),
+    Measurement("eval", ("eval_accuracy",), lambda s: s.settings.eval_dir is not None, _eval, _eval_material,
+                version=2),
     Measurement("latency", ("litert_us",), lambda s: s.settings.latency, _latency),
 )}
 
@@ -206,7 +211,8 @@ def run_measurement(m: Measurement, subject: Subject) -> tuple[Measured, dict[st
         built.append(True)
         return {"metrics": measured.metrics, "detail": measured.detail, "arrays": sorted(measured.arrays or {})}
 
-    art = Step(f"measure-{m.name}", m.material(subject), build, subject.deployed).run(subject.cache)
+    material = {**m.material(subject), "version": m.version}
+    art = Step(f"measure-{m.name}", material, build, subject.deployed).run(subject.cache)
     files = {name: art.file(f"{name}.npy") for name in art.metadata.get("arrays", [])}
     return Measured(art.metadata["metrics"], art.metadata.get("detail")), files, "now" if built else "cached"
 
