@@ -4,7 +4,7 @@ patched for the test only) show up everywhere they should."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import pytest
@@ -84,6 +84,13 @@ def test_a_new_metric_reaches_the_record_the_row_the_summary_and_the_gate(tiny, 
     record = CasePipeline(cache, Settings(latency=False)).run("ptq_int8", Point(), spec)
     kib = record.metric("flatbuffer_kib")
     assert kib == record.metrics["bytes"] // 1024 and record.measured["flatbuffer"] == "now"
+    def how() -> str:
+        return CasePipeline(cache, Settings(latency=False)).run("ptq_int8", Point(), spec).measured["flatbuffer"]
+
+    assert how() == "cached"
+    # A measurement that changes what it stores bumps its version: no entry of the old layout is reused.
+    monkeypatch.setitem(MEASUREMENTS, "flatbuffer", replace(MEASUREMENTS["flatbuffer"], version=2))
+    assert how() == "now"
 
     session = MatrixSession(load_grid(_grid(tmp_path))["smoke"],
                             load_thresholds(_thresholds(tmp_path, "[gate]\nflatbuffer_growth_pct = 10.0\n")),
