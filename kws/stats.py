@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,8 +21,9 @@ BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
 
 
-@dataclass(frozen=True)
-class Interval:
+class Interval(NamedTuple):
+    """A 95% interval ``[low, high]`` (fractions, as the values it brackets)."""
+
     low: float
     high: float
 

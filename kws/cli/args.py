@@ -81,40 +81,28 @@ def _number(text: str, wanted: str) -> float:
     return value
 
 
-def seed(text: str) -> int:
-    """A random seed: an integer >= 0 (negative seeds fail deep inside numpy)."""
-    wanted = "an integer >= 0"
-    value = _integer(text, wanted)
-    if value < 0:
-        _reject(f"must be {wanted}, got {text!r}")
-    return value
+def _bounded(name: str, parse, wanted: str, ok, doc: str):
+    """A validator named ``name`` (the walking test of the command line keys on it) that
+    parses with ``parse`` and accepts what ``ok`` says is in range."""
+    def validate(text: str):
+        value = parse(text, wanted)
+        if not ok(value):
+            _reject(f"must be {wanted}, got {text!r}")
+        return value
+
+    validate.__name__ = validate.__qualname__ = name
+    validate.__doc__ = doc
+    return validate
 
 
-def positive_int(text: str) -> int:
-    """A count that must be at least one: epochs, batch size, clips, clusters."""
-    wanted = "an integer >= 1"
-    value = _integer(text, wanted)
-    if value < 1:
-        _reject(f"must be {wanted}, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """A count that may be zero (clips of each unknown word)."""
-    wanted = "an integer >= 0"
-    value = _integer(text, wanted)
-    if value < 0:
-        _reject(f"must be {wanted}, got {text!r}")
-    return value
-
-
-def positive_number(text: str) -> float:
-    """A rate or a scale that must be above zero (a learning rate)."""
-    wanted = "a number > 0"
-    value = _number(text, wanted)
-    if value <= 0:
-        _reject(f"must be {wanted}, got {text!r}")
-    return value
+seed = _bounded("seed", _integer, "an integer >= 0", lambda v: v >= 0,
+                "A random seed: an integer >= 0 (negative seeds fail deep inside numpy).")
+positive_int = _bounded("positive_int", _integer, "an integer >= 1", lambda v: v >= 1,
+                        "A count that must be at least one: epochs, batch size, clips, clusters.")
+non_negative_int = _bounded("non_negative_int", _integer, "an integer >= 0", lambda v: v >= 0,
+                            "A count that may be zero (clips of each unknown word).")
+positive_number = _bounded("positive_number", _number, "a number > 0", lambda v: v > 0,
+                           "A rate or a scale that must be above zero (a learning rate).")
 
 
 def open_fraction(text: str) -> float:
@@ -245,26 +233,27 @@ def frontend_spec(text: str) -> str:
     return text
 
 
+def _accepted_by(check, text: str) -> str:
+    """``text`` as given, once ``check`` (a library parser) accepts it."""
+    try:
+        check(text)
+    except ValueError as exc:
+        _reject(str(exc))
+    return text
+
+
 def model_name(text: str) -> str:
     """``ds-cnn-s|m|l``, optionally ``-mlperf``; returned as given."""
     from kws.models import parse_model
 
-    try:
-        parse_model(text)
-    except ValueError as exc:
-        _reject(str(exc))
-    return text
+    return _accepted_by(parse_model, text)
 
 
 def pathway_name(text: str) -> str:
     """A pathway of the registry (``kws pathways`` lists them)."""
     from kws.pathways.registry import get_pathway
 
-    try:
-        get_pathway(text)
-    except ValueError as exc:
-        _reject(str(exc))
-    return text
+    return _accepted_by(get_pathway, text)
 
 
 def vela_targets(text: str) -> list[VelaTarget]:
