@@ -260,6 +260,17 @@ def test_an_inconclusive_check_warns_and_fails_under_strict(tmp_path, monkeypatc
                 session.check("accuracy", case)
 
 
+def test_a_vela_check_names_the_target_the_values_and_the_yardstick():
+    def vela(us):
+        return _result(vela={"ethos-u55-256": {"inference_us": us, "npu_ops": 12, "cpu_ops": []}})
+
+    with pytest.raises(CheckFailed) as err:
+        CHECKS["vela_latency"].run(_case("p"), vela(120.0), Limits(), reference=vela(115.0),
+                                   targets=("ethos-u55-256",))
+    assert str(err.value) == ("p-seed0: Vela ethos-u55-256 latency = 120.00 us (1.043 x qat's 115.00 us), "
+                              "limit <= 1.02 x qat's")
+
+
 def test_a_check_with_nothing_to_check_fails_instead_of_passing():
     with pytest.raises(CheckFailed, match="metric sparsity is missing"):
         CHECKS["sparsity"].run(_case("p"), _result(sparsity=None), Limits())

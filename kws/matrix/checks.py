@@ -150,18 +150,18 @@ def check_npu(case: Case, record, limits, *, targets: tuple[str, ...], **_) -> N
             _fail(case, f"operators on the NPU ({target})", "0", ">= 1")
 
 
-def _ratio_check(metric: str, limit: str, reference: str) -> Callable[..., None]:
-    """Per Vela target: the case's value <= limit x the ``reference`` case's."""
-    def judge(case: Case, record, limits, *, reference, targets, **_) -> None:
+def _ratio_check(metric: str, limit: str, yardstick: str) -> Callable[..., None]:
+    """Per Vela target: the case's value <= limit x the ``yardstick`` pathway's case's."""
+    def check(case: Case, record, limits, *, reference, targets, **_) -> None:
         m, ratio = get_metric(metric), getattr(limits, limit)
         for target in targets:
             ours, ref = value_of(case, record, metric, target), value_of(case, reference, metric, target)
             if ours > ratio * ref:
                 unit = m.unit if m.unit != "fraction" else ""
                 _fail(case, m.name_for(target),
-                      f"{ours:,.2f} {unit} ({ours / ref:.3f} x {reference}'s {ref:,.2f} {unit})",
-                      f"<= {ratio} x {reference}'s")
-    return judge
+                      f"{ours:,.2f} {unit} ({ours / ref:.3f} x {yardstick}'s {ref:,.2f} {unit})",
+                      f"<= {ratio} x {yardstick}'s")
+    return check
 
 
 def _int8(case: Case) -> bool:
