@@ -16,9 +16,13 @@ from typing import NamedTuple
 import numpy as np
 
 CONFIDENCE = 0.95
-#: Resamples of the paired bootstrap; its interval ends move by about 0.05 pp between seeds.
+#: Resamples of the paired bootstrap: between bootstrap seeds its interval ends moved by at
+#: most one clip (0.17 pp on the 588 test clips of the default data).
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
+#: Resamples drawn at a time: memory stays at batch x clips values however many clips there
+#: are (the same interval as drawing them all at once).
+BOOTSTRAP_BATCH = 500
 
 
 class Interval(NamedTuple):
@@ -79,7 +83,8 @@ def paired_drop(reference_correct: np.ndarray, model_correct: np.ndarray,
     res = bootstrap((ref.astype(np.float64), ours.astype(np.float64)),
                     lambda a, b, axis: a.mean(axis=axis) - b.mean(axis=axis),
                     paired=True, vectorized=True, confidence_level=confidence, method="percentile",
-                    n_resamples=BOOTSTRAP_RESAMPLES, random_state=np.random.default_rng(BOOTSTRAP_SEED))
+                    n_resamples=BOOTSTRAP_RESAMPLES, batch=BOOTSTRAP_BATCH,
+                    random_state=np.random.default_rng(BOOTSTRAP_SEED))
     ci = res.confidence_interval
     return PairedDifference(drop, Interval(float(ci.low), float(ci.high)), len(ref), worse, better, p_value)
 
