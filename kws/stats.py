@@ -76,10 +76,9 @@ def paired_drop(reference_correct: np.ndarray, model_correct: np.ndarray,
         raise ValueError(f"need two equal, non-empty 1-D per-clip results, got {ref.shape} and {ours.shape}")
     worse, better = int(np.sum(ref & ~ours)), int(np.sum(~ref & ours))
     drop = (worse - better) / len(ref)
-    discordant = worse + better
-    p_value = float(binomtest(worse, discordant).pvalue) if discordant else 1.0
-    if discordant == 0:
+    if worse + better == 0:
         return PairedDifference(0.0, Interval(0.0, 0.0), len(ref), 0, 0, 1.0)
+    p_value = float(binomtest(worse, worse + better).pvalue)
     res = bootstrap((ref.astype(np.float64), ours.astype(np.float64)),
                     lambda a, b, axis: a.mean(axis=axis) - b.mean(axis=axis),
                     paired=True, vectorized=True, confidence_level=confidence, method="percentile",

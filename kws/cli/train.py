@@ -50,19 +50,15 @@ def _run(ns) -> int:
     from kws.baseline import MODEL_FILE
     from kws.export import TFLITE_FILE
     from kws.pipeline import CasePipeline
-    from kws.pipeline.measure import MEASUREMENTS, run_measurement
-    from kws.pipeline.steps import CaseData, baseline_step, export_step
 
     pipeline = CasePipeline()
-    cache, start = pipeline.cache, time.perf_counter()
-    ds = pipeline.dataset(spec.data_dir, spec.data_config)
-    train = spec.baseline_train
-    artifact = baseline_step(ds, spec.frontend, spec.model, train, cache).run(cache)
-    trained_now = cache.misses > 0
-    data = CaseData(ds, spec.frontend, train, cache)
-    exports = {k: export_step(artifact, k, data).run(cache) for k in ns.export}
-    accuracy = {k: run_measurement(MEASUREMENTS["accuracy"], pipeline.subject(None, None, [], art, artifact, data))[0]
-                for k, art in exports.items()}
+    start = time.perf_counter()
+    data = pipeline.case_data(spec)
+    artifact = pipeline.baseline(data, spec.model)
+    trained_now = pipeline.cache.misses > 0
+    scored = {k: pipeline.scored_export(artifact, k, data) for k in ns.export}
+    exports = {k: art for k, (art, _, _) in scored.items()}
+    accuracy = {k: measured for k, (_, measured, _) in scored.items()}
     seconds = time.perf_counter() - start
     meta = artifact.metadata
     record = {"model": spec.model.slug, "key": artifact.key, "path": str(artifact.path),

@@ -62,16 +62,12 @@ def _fail(case: Case, metric: str, value: str, limit: str, why: str = "") -> Non
     raise CheckFailed(f"{case.slug}: {metric} = {value}, limit {limit}" + (f" ({why})" if why else ""))
 
 
-def _metrics(record) -> Mapping:
-    return record.metrics if hasattr(record, "metrics") else record["metrics"]
-
-
 def value_of(case: Case, record, name: str, target: str | None = None):
     """The metric's value in ``record``; a missing one fails (nothing to check)."""
     metric = get_metric(name)
-    value = metric.value(_metrics(record), target)
+    value = metric.value(record.metrics, target)
     if value is None:
-        if metric.per_target and not (_metrics(record).get("vela") or {}).get(target):
+        if metric.per_target and not (record.metrics.get("vela") or {}).get(target):
             raise CheckFailed(f"{case.slug}: no Vela estimate for target {target}; nothing to check")
         raise CheckFailed(f"{case.slug}: metric {name} is missing from the run's record; nothing to check")
     return value
@@ -85,7 +81,7 @@ def check_accuracy(case: Case, record, limits, *, reference, **_) -> None:
     interval: beyond the limit with confidence fails, within it with confidence passes,
     an interval across the limit is inconclusive."""
     drop = value_of(case, record, "accuracy_drop")
-    interval = get_metric("accuracy_drop").interval(_metrics(record))
+    interval = get_metric("accuracy_drop").interval(record.metrics)
     if interval is None:
         raise CheckFailed(f"{case.slug}: the accuracy drop has no interval in the run's record; nothing to judge")
     deployed, baseline = value_of(case, record, "deployed_accuracy"), value_of(case, reference, "deployed_accuracy")
@@ -106,7 +102,7 @@ def check_accuracy(case: Case, record, limits, *, reference, **_) -> None:
 def accuracy_verdict(record, limits) -> Verdict | None:
     """The accuracy check's verdict from the record alone (``None`` without an interval):
     history rows carry it, so the summary can mark what was inconclusive."""
-    interval = get_metric("accuracy_drop").interval(_metrics(record))
+    interval = get_metric("accuracy_drop").interval(record.metrics)
     return None if interval is None else judge(Interval(*interval), limits.accuracy_drop_pp / 100)
 
 
@@ -142,7 +138,7 @@ def check_npu(case: Case, record, limits, *, targets: tuple[str, ...], **_) -> N
         return
     for target in targets:
         npu_ops = value_of(case, record, "vela_npu_ops", target)
-        cpu_ops = _metrics(record)["vela"][target].get("cpu_ops") or []
+        cpu_ops = record.metrics["vela"][target].get("cpu_ops") or []
         if cpu_ops:
             names = ", ".join(f"{op['type']} {op['name']}" for op in cpu_ops)
             _fail(case, f"operators on the CPU ({target})", names, "none", f"{npu_ops} on the NPU")

@@ -50,18 +50,13 @@ class CasePipeline:
     def run(self, pathway: str | Pathway, point: Point = Point(), spec: RunSpec = RunSpec()) -> CaseRecord:
         pathway = get_pathway(pathway) if isinstance(pathway, str) else pathway
         cache, start = self.cache, time.perf_counter()
-        ds = self.dataset(spec.data_dir, spec.data_config)
+        data = self.case_data(spec)
         model = pathway.model(spec.model, point)
-        train = spec.baseline_train
-        data = CaseData(ds, spec.frontend, train, cache)
-        baseline = baseline_step(ds, spec.frontend, model, train, cache).run(cache)
+        baseline = self.baseline(data, model)
         # The yardstick is the full-width baseline deployed as int8, also for the width
         # pathway (which trains a narrower baseline of its own).
-        full = (baseline if model == spec.model
-                else baseline_step(ds, spec.frontend, spec.model, train, cache).run(cache))
-        baseline_int8 = export_step(full, ExportKind.INT8, data).run(cache)
-        reference, reference_files, _ = run_measurement(
-            MEASUREMENTS["accuracy"], self.subject(pathway, point, [], baseline_int8, full, data))
+        full = baseline if model == spec.model else self.baseline(data, spec.model)
+        baseline_int8, reference, reference_files = self.scored_export(full, ExportKind.INT8, data)
 
         parent, preserved, plain, stages, records = baseline, frozenset(), baseline, [], []
         for stage in pathway.stages(point):
@@ -119,6 +114,23 @@ class CasePipeline:
             trained_now=tuple(r.family for r in records if r.built),
             versions=deployed.manifest.get("versions", {}), measured=measured,
             files=files, inspection=inspection)
+
+    def case_data(self, spec: RunSpec) -> CaseData:
+        """The spec's dataset (opened once per pipeline) with its front-end and recipe."""
+        ds = self.dataset(spec.data_dir, spec.data_config)
+        return CaseData(ds, spec.frontend, spec.baseline_train, self.cache)
+
+    def baseline(self, data: CaseData, model):
+        """The trained baseline's artifact for ``model``, from the cache or trained now."""
+        return baseline_step(data.ds, data.frontend, model, data.train, self.cache).run(self.cache)
+
+    def scored_export(self, parent, kind: str, data: CaseData):
+        """``parent`` converted as ``kind`` and scored on the test split with LiteRT:
+        ``(export artifact, Measured, stored files)``."""
+        deployed = export_step(parent, kind, data).run(self.cache)
+        measured, files, _ = run_measurement(MEASUREMENTS["accuracy"],
+                                             self.subject(None, None, [], deployed, parent, data))
+        return deployed, measured, files
 
     def subject(self, pathway, point, stages, deployed, plain, data) -> Subject:
         from kws.data import DataConfig
