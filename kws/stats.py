@@ -17,7 +17,7 @@ import numpy as np
 
 CONFIDENCE = 0.95
 #: Resamples of the paired bootstrap: between bootstrap seeds its interval ends moved by at
-#: most one clip (0.17 pp on the 588 test clips of the default data).
+#: most one clip (measured on a 588-clip test split: 0.17 pp there).
 BOOTSTRAP_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
 #: Resamples drawn at a time: memory stays at batch x clips values however many clips there
@@ -47,6 +47,20 @@ def accuracy_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> I
         raise ValueError(f"need 0 <= correct <= n and n >= 1, got correct={correct}, n={n}")
     ci = binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
     return Interval(float(ci.low), float(ci.high))
+
+
+def resolution(n: int, accuracy: float = 0.9, discordant: float = 0.06,
+               confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Half-widths (fractions) that ``n`` test clips give, by the normal approximation: of
+    one ``accuracy``, and of a paired difference between two models that disagree on a
+    ``discordant`` fraction of the clips (REFERENCE.md section 9: about 6% for a
+    compressed model against its baseline)."""
+    from scipy.stats import norm
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    z = float(norm.ppf(0.5 + confidence / 2))
+    return z * float(np.sqrt(accuracy * (1 - accuracy) / n)), z * float(np.sqrt(discordant / n))
 
 
 @dataclass(frozen=True)

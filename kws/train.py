@@ -20,10 +20,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from kws.data import Augmentation, SpeechCommands
-from kws.data.augment import augment
+from kws.data.augment import AUGMENT_VERSION, augment
 from kws.data.dataset import SILENCE
 from kws.errors import KwsError
 from kws.progress import progress
+
+#: Batches per call into the compiled training step. On 2 CPU cores one call per batch
+#: spends a large share of DS-CNN-S's step in Python and runtime overhead; 16 runs the same
+#: steps (bench/test_bench_train.py measures both side by side).
+STEPS_PER_EXECUTION = 16
 
 
 class TrainingDivergedError(KwsError, FloatingPointError):
@@ -123,7 +128,8 @@ def prepare_data(ds: SpeechCommands, frontend, config: TrainConfig, *, cache=Non
         fingerprint = ds.fingerprint("training")
         versions = [
             cache.get_or_compute(fingerprint, frontend, augmented(v), extra={
-                "augmentation": asdict(config.augmentation), "seed": config.seed, "version": v})
+                "augmentation": asdict(config.augmentation), "augment_version": AUGMENT_VERSION,
+                "seed": config.seed, "version": v})
             for v in progress(range(config.augmentation_versions), desc="augment", unit="version", leave=False)
         ]
     return TrainingData(np.stack(versions), labels, val, val_labels, fingerprint={
@@ -165,19 +171,18 @@ def _callbacks(config: TrainConfig, stage: str):
     from kws.compat import keras
 
     class NanGuard(keras.callbacks.Callback):
-        """Stops at the first non-finite loss and remembers where, to raise clearly."""
+        """Stops at the end of the first epoch whose mean loss is not finite (one
+        non-finite batch makes the mean so) and remembers where, to raise clearly. It
+        reads the loss once per epoch: a per-batch hook would make Keras hand back every
+        batch's logs and end each multi-step execution early."""
 
         diverged_at: tuple[int, float] | None = None
 
-        def on_train_batch_end(self, batch, logs=None):
+        def on_epoch_end(self, epoch, logs=None):
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(loss):
-                self.diverged_at = (batch, loss)
+                self.diverged_at = (epoch, loss)
                 self.model.stop_training = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            if self.diverged_at is not None:
-                self.diverged_at = (epoch, self.diverged_at[1])
 
     class EpochProgress(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -206,20 +211,37 @@ def _callbacks(config: TrainConfig, stage: str):
     return guard, callbacks
 
 
-def fit(model, data: TrainingData, config: TrainConfig, *, stage: str = "train",
-        compile_model: bool = True, callbacks: tuple = ()) -> dict:
-    """Train ``model`` in place; returns the epoch history and timing. Raises
-    :class:`TrainingDivergedError` if the loss goes NaN."""
+def wants_every_batch(callback) -> bool:
+    """Whether ``callback`` overrides a per-batch training hook (TFMOT's
+    ``UpdatePruningStep`` does: it advances the pruning step once per batch)."""
     from kws.compat import keras
 
+    base = keras.callbacks.Callback
+    return any(getattr(type(callback), hook) is not getattr(base, hook)
+               for hook in ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"))
+
+
+def fit(model, data: TrainingData, config: TrainConfig, *, stage: str = "train",
+        compile_model: bool = True, callbacks: tuple = (),
+        steps_per_execution: int = STEPS_PER_EXECUTION) -> dict:
+    """Train ``model`` in place; returns the epoch history and timing. Raises
+    :class:`TrainingDivergedError` if the loss goes NaN.
+
+    ``steps_per_execution`` batches run per call into the compiled training step (the
+    same batches, in the same order, so the same weights); it falls back to 1 when a
+    callback needs to see every batch."""
+    from kws.compat import keras
+
+    guard, own = _callbacks(config, stage)
+    callbacks = [*own, *callbacks]
+    if any(wants_every_batch(cb) for cb in callbacks):
+        steps_per_execution = 1
     if compile_model:
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rates[0]),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+                      metrics=["accuracy"], steps_per_execution=steps_per_execution)
     dataset, steps = make_dataset(data.train, data.train_labels, config.batch_size,
                                   config.epochs, config.seed)
-    guard, own = _callbacks(config, stage)
-    callbacks = [*own, *callbacks]
     weights = class_weights(data.train_labels, model.output_shape[-1]) if config.class_weights else None
     start = time.perf_counter()
     history = model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps,

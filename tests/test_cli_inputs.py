@@ -33,6 +33,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "positive_int": ("0", "x"),
     "non_negative_int": ("-1", "x"),
     "positive_number": ("0", "x"),
+    "learning_rates": ("0", "1e-3,x", "1e-3,,1e-4"),
     "open_fraction": ("1.5", "x"),
     "width_multiplier": ("2", "x"),
     "percentage": ("-5", "x"),
@@ -56,6 +57,7 @@ BAD: dict[str, tuple[str, ...]] = {
 #: A value each kind accepts, for the options a command requires and for the parse test.
 GOOD: dict[str, str] = {
     "seed": "3", "positive_int": "2", "non_negative_int": "0", "positive_number": "0.001",
+    "learning_rates": "2e-3,4e-4,8e-5",
     "open_fraction": "0.5", "width_multiplier": "1", "percentage": "10", "axis_value": "0.5",
     "frontend_spec": "arm,sample_rate=8000", "model_name": "ds-cnn-m-mlperf", "pathway_name": "ptq_int8",
     "vela_targets": "ethos-u55-128,ethos-u65-256", "vela_targets_or_none": "none",

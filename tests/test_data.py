@@ -326,6 +326,7 @@ def test_augmentation_is_deterministic_under_a_seed_and_respects_its_ranges():
     waves = np.stack([tone(i) for i in range(200)])
     silence = np.zeros(200, bool)
     silence[:20] = True
+    waves[:20] = 0
     noise = [np.random.default_rng(0).uniform(-1, 1, 48_000).astype(np.float32)]
     aug = Augmentation(background_volume=0.1, background_frequency=0.5, time_shift_ms=100)
     a = augment(waves, silence, noise, aug, np.random.default_rng(7))
@@ -336,13 +337,29 @@ def test_augmentation_is_deterministic_under_a_seed_and_respects_its_ranges():
     assert not np.array_equal(a[1], c[1])
     fg, bg = a
     peak = np.abs(bg).max(axis=1)
-    assert np.all(peak[:20] > 0), "silence always gets noise"
+    assert np.all(np.abs(fg[:20]).max(axis=1) > 0), "silence always gets noise"
+    assert not bg[:20].any(), "silence gets its noise as foreground, as evaluation silence has it"
     assert np.all(peak[20:] <= 0.1 + 1e-6)
     mixed = np.mean(peak[20:] > 0)
     assert 0.35 < mixed < 0.65, f"background on {mixed:.0%} of clips, expected about 50%"
     shifts = [np.argmax(np.correlate(f[:4000], w[:4000].astype(np.float32) / 32768, "full")) - 3999
               for f, w in zip(fg[20:40], waves[20:40])]
     assert max(abs(s) for s in shifts) <= 1600 and len(set(shifts)) > 5
+
+
+@pytest.mark.parametrize("frontend", ["mlperf-tiny", "arm"])
+def test_training_silence_reaches_the_front_end_as_evaluation_silence_does(frontend):
+    """Evaluation silence is noise in the waveform; augmented training silence at the same
+    volume must give the same features (mlperf-tiny peak-normalises only the foreground)."""
+    from kws.features import extract
+
+    noise = [np.random.default_rng(0).uniform(-0.5, 0.5, 48_000).astype(np.float32)]
+    fg, bg = augment(np.zeros((4, 16000), np.int16), np.ones(4, bool), noise, Augmentation(),
+                     np.random.default_rng(3))
+    as_evaluated = np.round(fg * 32768).astype(np.int16)
+    trained = extract(fg, frontend, background=bg)
+    evaluated = extract(as_evaluated, frontend)
+    np.testing.assert_allclose(trained, evaluated, atol=1e-2)
 
 
 def test_augmentation_off_changes_nothing():

@@ -105,6 +105,21 @@ positive_number = _bounded("positive_number", _number, "a number > 0", lambda v:
                            "A rate or a scale that must be above zero (a learning rate).")
 
 
+def learning_rates(text: str) -> tuple[float, ...]:
+    """A piecewise learning-rate schedule: comma-separated numbers > 0 (``2e-3,4e-4,8e-5``
+    steps at thirds of the epochs)."""
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            _reject(f"must be comma-separated numbers > 0, got {text!r}")
+        values.append(value)
+    return tuple(values)
+
+
 def open_fraction(text: str) -> float:
     """A fraction strictly between 0 and 1 (a sparsity)."""
     wanted = "a number in (0, 1)"

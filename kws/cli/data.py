@@ -126,11 +126,21 @@ def format_info(info: DatasetInfo, labels: tuple[str, ...]) -> str:
     rows.append(["total", *(sum(info.counts[s].values()) for s in SPLITS)])
     rows.append(["speakers", *(len(info.speakers[s]) for s in SPLITS)])
     d = info_dict(info)
+    n_test = sum(info.counts["testing"].values())
+    resolved = []
+    if n_test:
+        from kws.stats import resolution
+
+        one, paired = resolution(n_test)
+        resolved = [f"test split: {n_test:,} clips from {len(info.speakers['testing'])} speakers; 95% "
+                    f"interval of one accuracy near 90%: +-{one * 100:.2f} pp, of a paired "
+                    f"difference with 6% discordant clips: +-{paired * 100:.2f} pp"]
     lines = [
         f"{info.root}",
         f"layout: {info.layout.value}; split: {info.split_source}",
         f"speakers: {d['speakers_total']}; files decoded: {info.files_read}; "
         f"audio: {info.duration_s / 60:.1f} min",
+        *resolved,
         "",
         tabulate(rows, headers=["label", *SPLITS], tablefmt="github"),
         "",

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                      help="fine-tuning learning rate (default 1e-4)")
     run.add_argument("--seed", type=args.seed, default=0, help="fixes data order, augmentation and initialisation")
     run.add_argument("--baseline-epochs", type=args.positive_int, default=30)
+    run.add_argument("--baseline-learning-rates", type=args.learning_rates, default=None,
+                     help="the baseline's piecewise learning rates, stepping at equal shares of its "
+                          "epochs (default 5e-4,1e-4,2e-5; the smoke and nightly tiers: 2e-3,4e-4,8e-5)")
     run.add_argument("--model", type=args.model_name, default="ds-cnn-s", help="ds-cnn-s|m|l, optionally -mlperf")
     run.add_argument("--frontend", type=args.frontend_spec, default="mlperf-tiny",
                      help="a preset, or 'preset,key=value,...'")
@@ -84,7 +87,9 @@ def _spec_and_point(ns):
         finetune = FineTune(**{k: v for k, v in (("epochs", ns.epochs), ("learning_rate", ns.learning_rate))
                                if v is not None})
         spec = RunSpec(model=model, frontend=ns.frontend, data_dir=ns.data_dir,
-                       baseline=TrainConfig(epochs=ns.baseline_epochs), finetune=finetune, seed=ns.seed)
+                       baseline=TrainConfig(epochs=ns.baseline_epochs, **(
+                           {"learning_rates": ns.baseline_learning_rates} if ns.baseline_learning_rates else {})),
+                       finetune=finetune, seed=ns.seed)
     except ValueError as exc:
         raise KwsError(str(exc)) from None
     targets = (DEFAULT_TARGET,) if ns.vela_targets is None else ns.vela_targets

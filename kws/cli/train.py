@@ -20,6 +20,9 @@ def register(subparsers) -> None:
                    help="preset (mlperf-tiny, arm) or preset,key=value,... (default mlperf-tiny)")
     p.add_argument("--epochs", type=args.positive_int, default=30)
     p.add_argument("--batch-size", type=args.positive_int, default=100)
+    p.add_argument("--learning-rates", type=args.learning_rates, default=None,
+                   help="piecewise learning rates, stepping at equal shares of the epochs "
+                        "(default 5e-4,1e-4,2e-5; the smoke and nightly tiers: 2e-3,4e-4,8e-5)")
     p.add_argument("--seed", type=args.seed, default=0)
     p.add_argument("--labels", type=args.label_list, default=None,
                    help="comma-separated label order (default: Arm's)")
@@ -44,7 +47,9 @@ def _run(ns) -> int:
     try:
         spec = RunSpec(model=parse_model(ns.model, alpha=ns.alpha), frontend=ns.frontend,
                        data_dir=ns.data_dir, data_config=args.labels_config(ns.labels),
-                       baseline=TrainConfig(epochs=ns.epochs, batch_size=ns.batch_size), seed=ns.seed)
+                       baseline=TrainConfig(epochs=ns.epochs, batch_size=ns.batch_size, **(
+                           {"learning_rates": ns.learning_rates} if ns.learning_rates else {})),
+                       seed=ns.seed)
     except ValueError as exc:
         raise KwsError(str(exc)) from None
     from kws.baseline import MODEL_FILE

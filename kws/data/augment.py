@@ -16,6 +16,10 @@ import numpy as np
 
 from kws.data.wav import CLIP_SAMPLES, SAMPLE_RATE
 
+#: Part of every augmented-feature cache key: bumped whenever :func:`augment` makes
+#: different audio from the same inputs (2: silence noise as foreground).
+AUGMENT_VERSION = 2
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -63,9 +67,16 @@ def augment(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Augment one batch of training clips.
 
-    ``waveforms``: int16 ``[N, 16000]``; ``is_silence``: bool ``[N]`` (silence always gets
-    noise, at a volume in [0, 1]); ``noise``: float32 recordings in [-1, 1]. Returns the
-    shifted foreground and the background, both float32 ``[N, 16000]`` in [-1, 1] units.
+    ``waveforms``: int16 ``[N, 16000]``; ``is_silence``: bool ``[N]``; ``noise``: float32
+    recordings in [-1, 1]. Returns the shifted foreground and the background, both float32
+    ``[N, 16000]`` in [-1, 1] units.
+
+    Silence always gets noise, at a volume in [0, 1], and gets it as its *foreground*:
+    evaluation silence is noise in the waveform itself, so training silence must reach the
+    front-end the same way. (``mlperf-tiny`` peak-normalises the foreground before it adds
+    the background: noise passed as background stayed at its quiet volume in training
+    while evaluation silence was normalised to full scale, and the model rejected white,
+    pink and mains-hum silence almost always.)
     """
     n, length = waveforms.shape
     foreground = waveforms.astype(np.float32) / 32768.0
@@ -83,5 +94,6 @@ def augment(
     for i in np.flatnonzero(volumes):
         rec = noise[which[i]]
         start = int(starts[i] * (len(rec) - length + 1))
-        background[i] = rec[start : start + length] * volumes[i]
+        target = foreground if is_silence[i] else background
+        target[i] = target[i] + rec[start : start + length] * volumes[i]
     return foreground, background

@@ -26,7 +26,7 @@ from kws.train import TrainConfig
 TIERS = ("smoke", "nightly", "paper")
 DATA_MODES = ("default", "required")
 _TIER_KEYS = {"description", "seeds", "baseline_epochs", "finetune_epochs", "data", "pathways",
-              "axes", "pathway_axes", "model", "frontend"}
+              "axes", "pathway_axes", "model", "frontend", "learning_rates", "finetune_learning_rate"}
 
 
 class GridError(ValueError):
@@ -49,6 +49,8 @@ class Tier:
     pathways: tuple[str, ...] = tuple(PATHWAYS)
     model: str = "ds-cnn-s"
     frontend: str = "mlperf-tiny"
+    learning_rates: tuple[float, ...] = TrainConfig.learning_rates
+    finetune_learning_rate: float = FineTune.learning_rate
 
     def axes_of(self, pathway: Pathway) -> dict[str, tuple]:
         """The axes ``pathway`` takes, with this tier's per-pathway replacements."""
@@ -59,8 +61,9 @@ class Tier:
         from kws.models import parse_model
 
         return RunSpec(model=parse_model(self.model), frontend=self.frontend,
-                       baseline=TrainConfig(epochs=self.baseline_epochs),
-                       finetune=FineTune(epochs=self.finetune_epochs), seed=seed)
+                       baseline=TrainConfig(epochs=self.baseline_epochs, learning_rates=self.learning_rates),
+                       finetune=FineTune(epochs=self.finetune_epochs, learning_rate=self.finetune_learning_rate),
+                       seed=seed)
 
 
 @dataclass(frozen=True)
@@ -177,10 +180,18 @@ def _tier(path: Path, name: str, entry: dict) -> Tier:
     for key in ("baseline_epochs", "finetune_epochs"):
         if not isinstance(entry[key], int) or entry[key] < 1:
             raise GridError(f"{where}: {key} must be an integer >= 1, got {entry[key]!r}")
+    rates = entry.get("learning_rates", list(TrainConfig.learning_rates))
+    if (not isinstance(rates, list) or not rates
+            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in rates)):
+        raise GridError(f"{where}: learning_rates must be a non-empty list of numbers > 0, got {rates!r}")
+    finetune_rate = entry.get("finetune_learning_rate", FineTune.learning_rate)
+    if isinstance(finetune_rate, bool) or not isinstance(finetune_rate, (int, float)) or finetune_rate <= 0:
+        raise GridError(f"{where}: finetune_learning_rate must be a number > 0, got {finetune_rate!r}")
     tier = Tier(name=name, description=entry.get("description", ""), seeds=seeds,
                 baseline_epochs=entry["baseline_epochs"], finetune_epochs=entry["finetune_epochs"],
                 data=data, axes=axes, pathway_axes=pathway_axes, pathways=pathways,
-                model=entry.get("model", "ds-cnn-s"), frontend=entry.get("frontend", "mlperf-tiny"))
+                model=entry.get("model", "ds-cnn-s"), frontend=entry.get("frontend", "mlperf-tiny"),
+                learning_rates=tuple(float(r) for r in rates), finetune_learning_rate=float(finetune_rate))
     try:
         generate(tier)  # every point must be a valid case
     except ValueError as exc:

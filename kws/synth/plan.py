@@ -17,8 +17,6 @@ from kws.errors import KwsError
 from kws.synth import defaults
 from kws.synth.defaults import FEMALE_VARIANTS, MALE_VARIANTS, UNKNOWN_WORDS, VOICES
 
-_SPLIT_SHARES = {"training": 0.8, "validation": 0.1, "testing": 0.1}
-
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -47,6 +45,8 @@ class SynthConfig:
     clean_share: float = 0.25
     max_speech_s: float = 0.9
     noise_seconds: float = 60.0
+    # Shares of the speakers (and so of each word's clips) per split, in SPLITS order.
+    split_shares: tuple[float, float, float] = defaults.SPLIT_SHARES
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -123,8 +123,9 @@ def _speaker_id(seed: int, index: int, split: str, taken: set[str]) -> str:
 
 
 def make_speakers(config: SynthConfig, seed: int) -> tuple[Speaker, ...]:
-    """The dataset's speakers, split 80/10/10 by the reference hash of their ids."""
-    schedule = _split_schedule(_SPLIT_SHARES)
+    """The dataset's speakers, split by ``config.split_shares`` through the reference hash
+    of their ids."""
+    schedule = _split_schedule(dict(zip(SPLITS, config.split_shares, strict=True)))
     taken: set[str] = set()
     speakers = []
     for i in range(config.speakers):
