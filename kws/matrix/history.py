@@ -60,11 +60,23 @@ def row_problem(row) -> str | None:
     return None
 
 
-def read_history(path: Path, problems: list[str] | None = None) -> list[dict]:
+def session_problem(row) -> str | None:
+    """Why ``row`` is not a line of ``sessions.jsonl``, or ``None``."""
+    if not isinstance(row, dict):
+        return f"a session line is a JSON object, got {type(row).__name__}"
+    for key, kind in (("time", str), ("tier", str), ("data_id", str), ("cases", int), ("warm", bool),
+                      ("wall_s", (int, float))):
+        if not isinstance(row.get(key), kind):
+            return f"{key!r} missing or of the wrong type"
+    return None
+
+
+def read_history(path: Path, problems: list[str] | None = None, problem=row_problem) -> list[dict]:
     """Every row of the history; a damaged line (a run killed mid-write before writes
     were atomic, a hand edit) or one that is not a row is left out, and the rest is
     still read. Each one left out is reported with its file and line number: appended to
-    ``problems`` when given (the session prints them once), else logged."""
+    ``problems`` when given (the session prints them once), else logged. ``problem``:
+    what makes a line not a row (:func:`session_problem` for the sessions file)."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -77,11 +89,12 @@ def read_history(path: Path, problems: list[str] | None = None) -> list[dict]:
         except json.JSONDecodeError as exc:
             message = f"{path}:{number}: unreadable history line skipped ({exc})"
         else:
-            problem = row_problem(row)
-            if problem is None:
+            why = problem(row)
+            if why is None:
                 rows.append(row)
                 continue
-            message = f"{path}:{number}: not a history row, skipped ({problem})"
+            what = "history row" if problem is row_problem else "line of this file"
+            message = f"{path}:{number}: not a {what}, skipped ({why})"
         if problems is None:
             log.warning("%s", message)
         else:

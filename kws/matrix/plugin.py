@@ -117,9 +117,17 @@ def pytest_configure(config):
         project_root=root, data_dir=data_dir, eval_dir=config.getoption("kws_eval_dir"),
         vela_targets=config.getoption("kws_vela_targets") or (DEFAULT_TARGET,),
         seeds=config.getoption("kws_seeds"), gate_enabled=config.getoption("kws_gate"),
-        strict=config.getoption("kws_strict"))
+        strict=config.getoption("kws_strict"), workers=_workers(config))
     config.stash[_KEY] = matrix
     config.pluginmanager.register(MatrixRecorder(config, matrix), "kws-matrix-recorder")
+
+
+def _workers(config) -> int:
+    """The pytest-xdist workers of this session (0 when it runs in process)."""
+    try:
+        return int(config.getoption("numprocesses") or 0)
+    except (ValueError, TypeError):  # no xdist
+        return 0
 
 
 def _runs_matrix(config) -> bool:

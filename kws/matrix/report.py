@@ -158,7 +158,25 @@ def study_table(cases: dict[str, dict]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def render(rows: list[dict]) -> str:
+def _wall_line(sessions: list[dict], tier: str, data: str) -> str:
+    """The newest cold and warm sessions' wall times of ``tier`` on ``data``."""
+    mine = [s for s in sessions if s.get("tier") == tier and s.get("data_id") == data]
+    parts = []
+    for warm, label in ((False, "cold (stages trained)"), (True, "warm (all from the cache)")):
+        runs = [s for s in mine if bool(s.get("warm")) == warm]
+        if runs:
+            s = max(runs, key=lambda r: r["time"])
+            workers = f"{s['workers']} workers" if s.get("workers") else "in process"
+            parts.append(f"{label} {_minutes(s['wall_s'])} ({s['cases']} cases, {workers}, {s['time'][:10]})")
+    return f"Wall time of the newest session: {'; '.join(parts)}." if parts else ""
+
+
+def _minutes(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def render(rows: list[dict], sessions: list[dict] = ()) -> str:
     parts = ["# Benchmark summary", "",
              ("Written by the benchmark suite at the end of each session from `history.jsonl`: the newest run "
              "of every case, mean ± std over seeds, the best of each column in bold. Accuracy is the "
@@ -172,13 +190,14 @@ def render(rows: list[dict]) -> str:
         commits = sorted({r["commit"][:10] for r in cases.values()})
         evals = sorted({r["eval_data"] for r in cases.values() if r.get("eval_data")})
         scored = f"; also scored on `{'`, `'.join(evals)}`" if evals else ""
+        wall = _wall_line(list(sessions), tier, data)
         parts += [f"## Tier `{tier}` on `{data}`", "",
                   f"{len(cases)} cases; newest run {newest}; commit(s) {', '.join(commits)}{scored}.",
-                  "", tier_table(cases), "",
+                  *([wall] if wall else []), "", tier_table(cases), "",
                   "### Beside the study (DS-CNN-S, full Speech Commands v0.02, 95.05% baseline)", "",
                   study_table(cases), ""]
     return "\n".join(parts)
 
 
-def write_summary(path: Path, rows: list[dict]) -> None:
-    atomic_write_bytes(Path(path), render(rows).encode())
+def write_summary(path: Path, rows: list[dict], sessions: list[dict] = ()) -> None:
+    atomic_write_bytes(Path(path), render(rows, sessions).encode())

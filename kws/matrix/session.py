@@ -9,6 +9,7 @@ hooks.
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -32,6 +33,7 @@ from kws.matrix.history import (
     machine,
     now,
     read_history,
+    session_problem,
     with_history,
 )
 from kws.matrix.report import write_summary
@@ -41,6 +43,8 @@ from kws.record import SCHEMA_VERSION, CaseRecord
 from kws.vela import DEFAULT_TARGET
 
 SUMMARY_FILE = "summary.md"
+#: One line per matrix session: its wall time, how many cases it trained, on how many workers.
+SESSIONS_FILE = "sessions.jsonl"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class MatrixSession:
     gated_rows: int = 0  # rows that had earlier runs to be gated against
     history_problems: list[str] = field(default_factory=list)  # history lines left out
     save_errors: list[str] = field(default_factory=list)  # results that could not be written
+    workers: int = 0  # pytest-xdist workers (0: in process)
+    started: float = field(default_factory=time.monotonic)
     _results: dict = field(default_factory=dict, repr=False)
 
     # ----- cases ----------------------------------------------------------------------
@@ -180,6 +186,15 @@ class MatrixSession:
             warnings.warn(InconclusiveWarning(str(exc)), stacklevel=2)
 
     # ----- the end of the session -----------------------------------------------------
+    def session_row(self, rows: list[dict]) -> dict:
+        """This session's line in ``sessions.jsonl``: its wall time from configuration to
+        the end, and how many of its cases trained a stage now (none: a warm run)."""
+        trained = sum(bool(r.get("trained_now")) for r in rows)
+        return {"time": now(), **self.commit, "tier": self.tier.name, "data_id": self.data_id,
+                "cases": len(rows), "cases_trained_now": trained, "warm": trained == 0,
+                "workers": self.workers, "wall_s": round(time.monotonic() - self.started, 1),
+                "machine": machine()}
+
     def finish(self) -> list[Path]:
         """Append this session's rows to the history, run the gate against the earlier
         rows, rewrite the summary. Returns the files written; a file that could not be
@@ -193,10 +208,14 @@ class MatrixSession:
         if self.gate_enabled:
             self.gate_messages = gate(rows, earlier, self.thresholds.gate)
             self.gated_rows = with_history(rows, earlier, self.thresholds.gate)
+        sessions_file = self.results_dir / SESSIONS_FILE
+        session = self.session_row(rows)
+        sessions = [*read_history(sessions_file, self.history_problems, session_problem), session]
         written = []
         for path, write in ((history, lambda: append_history(history, rows)),
+                            (sessions_file, lambda: append_history(sessions_file, [session])),
                             (self.results_dir / SUMMARY_FILE,
-                             lambda: write_summary(self.results_dir / SUMMARY_FILE, earlier + rows))):
+                             lambda: write_summary(self.results_dir / SUMMARY_FILE, earlier + rows, sessions))):
             try:
                 write()
                 written.append(path)
