@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -403,6 +404,9 @@ def test_data_info_table_on_the_test_layout(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "layout: test-set" in out and "problems found: none" in out
     assert "| _silence_ " in out
+    n = int(re.search(r"\| total +\| +\d+ \| +\d+ \| +(\d+) \|", out).group(1))
+    assert f"test split: {n:,} clips from " in out  # its size, and how sure its figures are
+    assert re.search(r"one accuracy near 90%: \+-\d+\.\d\d pp, of a paired difference", out)
 
 
 def test_data_info_missing_folder_is_a_clear_error(tmp_path, capsys):

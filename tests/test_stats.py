@@ -71,3 +71,14 @@ def test_mean_over_seeds_has_a_t_interval():
 ])
 def test_a_limit_passes_fails_or_is_inconclusive(interval, verdict):
     assert judge(interval, 1.0) is verdict
+
+
+def test_resolution_of_a_test_split_follows_the_normal_approximation():
+    from kws.stats import resolution
+
+    one, paired = resolution(9_000)
+    assert one == pytest.approx(1.959964 * (0.9 * 0.1 / 9_000) ** 0.5, rel=1e-5)  # 0.62 pp
+    assert paired == pytest.approx(1.959964 * (0.06 / 9_000) ** 0.5, rel=1e-5)  # 0.51 pp: ~9,000 clips resolve 0.5
+    assert resolution(588)[1] > 3 * paired  # the earlier 588-clip split resolved ~2 pp
+    with pytest.raises(ValueError, match="n must be"):
+        resolution(0)
