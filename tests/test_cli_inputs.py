@@ -33,6 +33,8 @@ BAD: dict[str, tuple[str, ...]] = {
     "positive_int": ("0", "x"),
     "non_negative_int": ("-1", "x"),
     "positive_number": ("0", "x"),
+    "non_negative_number": ("-1", "x"),
+    "non_empty_name": ("", " padded"),
     "learning_rates": ("0", "1e-3,x", "1e-3,,1e-4"),
     "open_fraction": ("1.5", "x"),
     "width_multiplier": ("2", "x"),
@@ -64,6 +66,7 @@ GOOD: dict[str, str] = {
     "export_kinds": "int8,float16", "label_list": "go,stop,off,on,right,left,down,up,no,yes,_unknown_,_silence_",
     "comma_list": "yes,no", "parse_age": "7d", "input_file": "{file}", "input_folder": "{folder}",
     "output_file": "{missing}/deeper/record.json", "output_folder": "{missing}",
+    "non_negative_number": "0", "non_empty_name": "synth-b1db259d0e4a",
 }
 #: Where one option needs another valid value than its kind's.
 GOOD_BY_OPTION = {"--clusters": "8"}
@@ -293,3 +296,20 @@ def test_an_os_error_in_a_command_is_one_line_naming_the_path(monkeypatch, capsy
     monkeypatch.setattr(kws.cli.model, "run_info", unwritable)
     assert main(["model", "info", "ds-cnn-s"]) == 2
     assert capsys.readouterr().err == "kws model: error: /some/where: Permission denied\n"
+
+
+def test_a_reader_that_stops_reading_is_not_an_error():
+    """`kws ... | head`: the broken pipe ends the command quietly (exit 0), with no
+    traceback and no error line."""
+    import subprocess
+    import sys
+
+    code = ("import sys, kws.cli, kws.cli.model as m\n"
+            "def stopped(ns):\n"
+            "    print('first line', flush=True)\n"
+            "    raise BrokenPipeError(32, 'Broken pipe')\n"
+            "m.run_info = stopped\n"
+            "sys.exit(kws.cli.main(['model', 'info', 'ds-cnn-s']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == "first line\n"

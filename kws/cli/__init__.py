@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "kws.cli.cache",
     "kws.cli.pathways",
     "kws.cli.vela",
+    "kws.cli.recommend",
 )
 
 
@@ -43,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     except KwsError as exc:
         print(f"kws {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader stopped reading (`kws ... | head`): not an error of the command. Point
+        # stdout at nothing so that the interpreter's final flush does not fail again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"kws {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)

@@ -103,6 +103,16 @@ non_negative_int = _bounded("non_negative_int", _integer, "an integer >= 0", lam
                             "A count that may be zero (clips of each unknown word).")
 positive_number = _bounded("positive_number", _number, "a number > 0", lambda v: v > 0,
                            "A rate or a scale that must be above zero (a learning rate).")
+non_negative_number = _bounded("non_negative_number", _number, "a number >= 0", lambda v: v >= 0,
+                               "A limit that may be zero (at most 0 s of retraining).")
+
+
+def non_empty_name(text: str) -> str:
+    """A name matched as given against recorded ones (a data id of the history): not
+    empty, without surrounding blanks (which no recorded name has)."""
+    if not text.strip() or text != text.strip():
+        _reject(f"must be a non-empty name without surrounding blanks, got {text!r}")
+    return text
 
 
 def learning_rates(text: str) -> tuple[float, ...]:
