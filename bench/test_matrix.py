@@ -20,6 +20,7 @@ from kws.pipeline.measure import litert_invoker
 
 
 def test_run(kws_case, kws_session, benchmark):
+    benchmark.group = "case: train or fetch, convert, measure (s)"
     record = benchmark.pedantic(kws_session.result, args=(kws_case,), rounds=1, iterations=1)
     row = kws_session.row(kws_case, record)
     benchmark.extra_info.update(
@@ -32,6 +33,7 @@ def test_run(kws_case, kws_session, benchmark):
 
 def test_latency(kws_case, kws_result, benchmark):
     """Host latency of one batch-1 inference of the deployed model under LiteRT."""
+    benchmark.group = "LiteRT latency of the deployed model, one inference"
     infer = litert_invoker(Path(kws_result.files["deployed"]))
     out = benchmark.pedantic(infer, rounds=100, iterations=5, warmup_rounds=10)
     benchmark.extra_info.update(case=kws_case.slug, export=kws_case.export)

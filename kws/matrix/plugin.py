@@ -256,6 +256,7 @@ class MatrixRecorder:
         if self.matrix.gate_messages or self.matrix.save_errors:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+    @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter):
         if self.worker:
             return
@@ -283,6 +284,46 @@ class MatrixRecorder:
             terminalreporter.write_line(
                 f"kws gate: {matrix.gated_rows} case(s) compared with their history, no regression"
                 + (f"; {unknown} case(s) had no earlier run to compare with" if unknown else ""))
+        if matrix.rows:
+            _write_answer(terminalreporter, matrix)
+
+
+def _write_answer(reporter, matrix: MatrixSession) -> None:
+    """The end of a run: what ran (the summary's table of this session's cases) and the
+    pathway the advisor picks among them for the first Vela target, with why."""
+    from kws.advisor import AdvisorError, Constraints, recommend, show
+    from kws.matrix.report import latest_per_case, tier_table
+
+    rows = list(matrix.rows.values())
+    target = matrix.vela_targets[0] if matrix.vela_targets else None
+    for (tier, data), cases in latest_per_case(rows).items():
+        reporter.write_sep("=", f"kws: tier {tier} on {data}, {len(cases)} case(s) of this session")
+        for line in tier_table(cases).splitlines():
+            reporter.write_line(line)
+        constraints = Constraints(max_drop_pp=matrix.thresholds.limits(tier, "qat").accuracy_drop_pp)
+        try:
+            answer = recommend(rows, tier=tier, data_id=data, target=target, constraints=constraints)
+        except AdvisorError as exc:
+            reporter.write_line(f"kws recommend: no recommendation from this session's cases ({exc})")
+            continue
+        goal = f"{answer.objective.direction} {answer.objective.label_for(target)}"
+        limit = f"drop <= {constraints.max_drop_pp:g} pp with 95% confidence"
+        choice = answer.choice
+        if choice is None:
+            binding = f"; binding: {answer.binding.limit}" if answer.binding else ""
+            reporter.write_line(f"kws recommend ({goal}, {limit}): no case of this session qualifies{binding}")
+            continue
+
+        def figures(c):
+            return (f"{show('accuracy', c.value('accuracy'), c.interval('accuracy'))}, drop "
+                    f"{show('drop', c.value('drop'), c.interval('drop'))}, {show('size', c.value('size'))}"
+                    + (f", {show('latency', c.value('latency'))}" if target else ""))
+
+        reporter.write_line(f"kws recommend ({goal}, {limit}): {choice.point}: {figures(choice)}")
+        if answer.runner_up is not None:
+            reporter.write_line(f"  runner-up {answer.runner_up.point}: {figures(answer.runner_up)}")
+        reporter.write_line("  all candidates, with why each was ruled out: kws recommend "
+                            f"--results {matrix.results_dir} --tier {tier}")
 
 
 def _show_progress(reporter) -> bool:
