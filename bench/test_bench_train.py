@@ -22,12 +22,13 @@ from kws.train import STEPS_PER_EXECUTION, fit, make_dataset, prepare_data, seed
 
 # The smoke tier's baseline recipe, as bench/grid.toml sets it.
 SMOKE_TRAIN = load_grid(Path(__file__).with_name("grid.toml"))["smoke"].spec(0).baseline_train
-PIPELINE_EPOCHS = 2
+# One epoch of the 8,964 training clips per fit.
+PIPELINE_EPOCHS = 1
 # Rates are compared best-of-N with the two fits interleaved, so that a burst of load on a
-# shared machine slows both sides instead of deciding the ratio. On 2 cores a single
-# 2-epoch fit runs at one of two rates (about 3,700 or 5,500 samples/s for either side,
-# measured back to back), so each side needs enough rounds to see its fast one: with 3
-# rounds a quiet machine still failed the ratio (68%), with 5 the chance is about 1%.
+# shared machine slows both sides instead of deciding the ratio. On 2 cores a single fit
+# runs at one of two rates (about 3,700 or 5,500 samples/s for either side, measured back
+# to back), so each side needs enough rounds to see its fast one: with 3 rounds a quiet
+# machine still failed the ratio (68%), with 5 the chance is about 1%.
 PIPELINE_ROUNDS = 5
 PIPELINE_MIN_RATIO = 0.85
 
@@ -92,7 +93,7 @@ def test_training_pipeline_keeps_the_model_fed(benchmark, training_data):
 # the validation pass and the callbacks) against the previous path: one batch per call into
 # the compiled step and the loss checked after every batch, which made Keras hand every
 # batch's logs back to Python. Median of interleaved rounds (the machine's rate is bimodal).
-THROUGHPUT_EPOCHS = 2
+THROUGHPUT_EPOCHS = 1
 THROUGHPUT_ROUNDS = 5
 THROUGHPUT_MIN_SPEEDUP = 1.3
 
