@@ -166,8 +166,14 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     _vela("vela_encoded_weights", "encoded_weight_bytes", "B", Better.LOWER,
           "weight bytes after Vela's compression for the NPU", label="NPU-encoded weights on {target}"),
     _vela("vela_original_weights", "original_weight_bytes", "B", Better.LOWER, "weight bytes before encoding"),
-    _vela("vela_sram", "sram_bytes", "B", Better.LOWER, "SRAM used"),
+    _vela("vela_sram", "sram_bytes", "B", Better.LOWER, "peak SRAM use (Vela's sram_memory_used)"),
     _vela("vela_flash", "flash_bytes", "B", Better.LOWER, "flash (or off-chip memory) used"),
+    _vela("vela_sram_traffic", "sram_traffic_bytes", "B", Better.LOWER,
+          "bytes read from and written to SRAM per inference (Vela's sram_total_bytes)"),
+    _vela("vela_dram_traffic", "dram_traffic_bytes", "B", Better.LOWER,
+          "bytes read from and written to DRAM per inference (Vela's dram_total_bytes)"),
+    _vela("vela_flash_traffic", "flash_traffic_bytes", "B", Better.LOWER,
+          "bytes read from on- and off-chip flash per inference (Vela's *_flash_total_bytes)"),
     _vela("vela_npu_ops", "npu_ops", "count", Better.HIGHER, "operators placed on the NPU"),
     Metric("litert_us", "us", Better.LOWER, "latency",
            "median host latency of one batch-1 inference under LiteRT on one thread"),
@@ -176,10 +182,16 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            label="retraining time", column="retrain s", column_format=".1f", best_ignores_zero=True),
 )}
 
+#: Per-target fields of Vela's report that are not metrics but are kept in records and
+#: history rows: the CPU operators with Vela's reasons (the NPU check names them), the
+#: traffic per memory by kind and direction, and the layers of lowest MAC utilisation.
+VELA_DETAIL_FIELDS = ("cpu_ops", "traffic", "low_utilisation")
+
+
 def vela_fields() -> tuple[str, ...]:
     """Per-target fields kept from Vela's report in records and history rows: the
-    per-target metrics' fields plus the CPU-operator list the NPU check names."""
-    return (*(m.vela_field for m in METRICS.values() if m.per_target), "cpu_ops")
+    per-target metrics' fields plus :data:`VELA_DETAIL_FIELDS`."""
+    return (*(m.vela_field for m in METRICS.values() if m.per_target), *VELA_DETAIL_FIELDS)
 
 
 def get_metric(name: str) -> Metric:

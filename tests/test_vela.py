@@ -1,4 +1,5 @@
-"""Vela estimates on real Vela output: targets, parsing, caching, CPU fallback, errors, CLI."""
+"""Vela estimates on real Vela output: targets (built-in, Ethos-U85, described in TOML files),
+parsing, traffic, advice, caching, CPU fallback and its reasons, errors, CLI."""
 
 from __future__ import annotations
 
@@ -20,17 +21,22 @@ from kws.export import representative_dataset, representative_samples, to_tflite
 from kws.models import ModelConfig, build_model
 from kws.vela import (
     DEFAULT_TARGET,
+    LOW_UTILISATION_LAYERS,
+    LOW_UTILISATION_MIN_SHARE,
+    MEMORIES,
     PER_LAYER_FILE,
     STAGE,
     TARGETS,
     Accelerator,
     MemoryMode,
     SystemConfig,
+    TargetFileError,
     VelaError,
     VelaReport,
     VelaTarget,
     estimate,
     estimate_all,
+    load_target_file,
     parse_per_layer,
     parse_targets,
     vela_config_path,
@@ -45,7 +51,7 @@ SPARSITY = 0.8
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     """Untrained DS-CNN-S as int8 (int8 I/O), as int8 with 80% of each kernel zeroed,
-    and as int8 with float input and output."""
+    as int8 with float input and output, and as float32 (nothing on the NPU)."""
     from kws.compat import tf
 
     tf.keras.utils.set_random_seed(0)
@@ -54,8 +60,10 @@ def models(tmp_path_factory) -> dict[str, Path]:
     calibration = np.random.default_rng(0).standard_normal((CALIBRATION_ROWS, 49, 10))
     paths = {"int8": folder / "dscnn_s_int8.tflite",
              "sparse": folder / "dscnn_s_sparse_int8.tflite",
-             "float_io": folder / "dscnn_s_float_io.tflite"}
+             "float_io": folder / "dscnn_s_float_io.tflite",
+             "float": folder / "dscnn_s_float.tflite"}
     paths["int8"].write_bytes(to_tflite(model, "int8", calibration))
+    paths["float"].write_bytes(bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert()))
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -147,6 +155,25 @@ def test_vela_target_rejects_empty_fields():
         VelaTarget("x", "ethos-u55-256", "Ethos_U55_High_End_Embedded", "")
 
 
+#: The Ethos-U85 sizes Vela 5.2 offers; each is a built-in target of the same name.
+U85_SIZES = (128, 256, 512, 1024, 2048)
+
+
+def test_every_ethos_u85_size_is_a_target_on_velas_default_u85_system():
+    from ethosu.vela.architecture_features import ArchitectureFeatures
+
+    u85 = [t for t in TARGETS.values() if t.accelerator.startswith("ethos-u85")]
+    assert [t.name for t in u85] == [f"ethos-u85-{macs}" for macs in U85_SIZES]
+    for target in u85:
+        assert target.accelerator == target.name and target.config is None
+        # What Vela itself picks for this accelerator when given no system config or memory mode.
+        vela = ArchitectureFeatures(None, target.accelerator, ArchitectureFeatures.DEFAULT_CONFIG,
+                                    ArchitectureFeatures.DEFAULT_CONFIG, ArchitectureFeatures.MAX_BLOCKDEP,
+                                    False, None)
+        assert (target.system_config, target.memory_mode) == (vela.system_config, vela.memory_mode)
+    assert DEFAULT_TARGET == "ethos-u55-256"
+
+
 # ----- reports from real Vela output -----------------------------------------------------------
 
 
@@ -191,13 +218,28 @@ def test_report_survives_json(report):
 
 def test_every_target_compiles_and_more_macs_per_cycle_is_not_slower(reports):
     assert set(reports) == set(TARGETS)
-    assert all(r.inference_us > 0 and r.npu_ops == 11 for r in reports.values())
+    assert all(r.inference_us > 0 and r.npu_ops == 11 and r.all_on_npu for r in reports.values())
     assert reports["ethos-u55-128"].inference_us >= reports["ethos-u55-256"].inference_us
     assert reports["ethos-u55-128"].cycles_npu >= reports["ethos-u55-256"].cycles_npu
     # Same NPU, slow flash: weight traffic costs time.
     assert reports["ethos-u55-256-deep"].inference_us > reports["ethos-u55-256"].inference_us
     # The U65 system keeps the weights in DRAM, not flash.
     assert reports["ethos-u65-256"].dram_bytes > 0 and reports["ethos-u65-256"].flash_bytes == 0
+
+
+def test_ethos_u85_targets_compile_and_report(reports):
+    u85 = [reports[f"ethos-u85-{macs}"] for macs in U85_SIZES]
+    for report in u85:
+        assert (report.accelerator, report.system_config, report.memory_mode) == (
+            report.target, "Ethos_U85_SYS_DRAM_Mid", "Dedicated_Sram_384KB")
+        # 1 GHz: one cycle per nanosecond.
+        assert report.inference_us == pytest.approx(report.cycles_total / 1000, rel=1e-3)
+        # Weights and feature maps in DRAM, the SRAM a cache in front of it; no flash.
+        assert report.dram_bytes > 0 and report.flash_bytes == 0 and report.sram_bytes > 0
+        assert report.weights_storage_area == "DRAM"
+    times = [r.inference_us for r in u85]
+    assert times == sorted(times, reverse=True), f"more MACs per cycle should not be slower: {times}"
+    assert reports["ethos-u85-256"].inference_us < reports["ethos-u55-256"].inference_us
 
 
 def test_sparsity_shrinks_the_encoded_weights(models, report, cache):
@@ -227,6 +269,226 @@ def test_per_layer_csv_names_may_hold_commas(report, models, cache):
     layers = parse_per_layer(edited)
     assert layers[0].name == report.layers[0].name + ",with,commas"
     assert layers[1:] == list(report.layers[1:])
+
+
+# ----- peak SRAM and traffic -------------------------------------------------------------
+
+
+def test_reports_carry_peak_sram_and_traffic_per_memory(reports):
+    u55, u85 = reports[DEFAULT_TARGET], reports["ethos-u85-256"]
+    for report in (u55, u85):
+        assert report.sram_bytes > 0, "peak SRAM"
+        memories = [t.memory for t in report.traffic]
+        assert memories and set(memories) <= set(MEMORIES)
+        for t in report.traffic:
+            parts = (t.feature_map_read_bytes, t.feature_map_write_bytes, t.weight_read_bytes,
+                     t.weight_write_bytes)
+            assert t.total_bytes > 0 and all(p >= 0 for p in parts) and sum(parts) <= t.total_bytes, t
+        by_memory = {t.memory: t for t in report.traffic}
+        assert report.sram_traffic_bytes == by_memory["sram"].total_bytes
+        assert report.sram_traffic_bytes + report.dram_traffic_bytes + report.flash_traffic_bytes == sum(
+            t.total_bytes for t in report.traffic)
+    # The U55 system streams the encoded weights from off-chip flash; the U85 one from DRAM.
+    u55_flash = {t.memory: t for t in u55.traffic}["off_chip_flash"]
+    assert u55.dram_traffic_bytes == 0 and u55_flash.weight_read_bytes >= u55.encoded_weight_bytes
+    assert u85.flash_traffic_bytes == 0 and {t.memory: t for t in u85.traffic}["dram"].weight_read_bytes > 0
+
+
+def test_the_matrix_keeps_every_new_vela_field_per_target(report):
+    from kws.metrics import METRICS, vela_fields
+
+    fields = vela_fields()
+    for name in ("vela_sram", "vela_sram_traffic", "vela_dram_traffic", "vela_flash_traffic"):
+        assert METRICS[name].vela_field in fields
+    assert {"cpu_ops", "traffic", "low_utilisation"} <= set(fields)
+    assert set(fields) <= set(report.to_dict()), "a per-target field the report does not have"
+    kept = {"vela": {DEFAULT_TARGET: {f: report.to_dict()[f] for f in fields}}}
+    assert METRICS["vela_flash_traffic"].value(kept, DEFAULT_TARGET) == report.flash_traffic_bytes > 0
+
+
+# ----- advice ----------------------------------------------------------------------------
+
+
+def test_advice_names_the_layers_of_lowest_mac_utilisation(reports):
+    for report in reports.values():
+        advised = report.low_utilisation
+        assert 0 < len(advised) <= LOW_UTILISATION_LAYERS, report.target
+        eligible = [layer for layer in report.layers if layer.mac_utilisation is not None
+                    and layer.cycles >= LOW_UTILISATION_MIN_SHARE * report.cycles_total]
+        lowest = sorted(layer.mac_utilisation for layer in eligible)[:len(advised)]
+        assert [n.mac_utilisation for n in advised] == lowest, report.target
+        for note in advised:
+            assert note.cycles_share == pytest.approx(note.cycles / report.cycles_total)
+            assert any(layer.name == note.name and layer.op == note.op for layer in report.layers)
+    # DS-CNN's average pool and depthwise convolutions use the MAC array least.
+    assert {n.op for n in reports[DEFAULT_TARGET].low_utilisation} <= {"AvgPool", "DepthwiseConv2D"}
+
+
+def test_cpu_operators_carry_velas_reason(models, cache):
+    report = estimate(models["float_io"], "ethos-u85-256", cache=cache)
+    reasons = {op.type: op.reason for op in report.cpu_ops}
+    assert set(reasons) == {"QUANTIZE", "DEQUANTIZE"}
+    assert "unsupported DataType Float32" in reasons["QUANTIZE"]
+    assert reasons["DEQUANTIZE"] == "Unsupported opType"
+    assert report.low_utilisation, "the int8 layers inside still get advice"
+
+
+def test_a_float_model_runs_on_the_cpu_each_operator_with_a_reason(models, cache):
+    report = estimate(models["float"], cache=cache)
+    assert report.npu_ops == 0 and report.low_utilisation == ()
+    assert len(report.cpu_ops) == 12 and all(op.reason for op in report.cpu_ops), report.cpu_ops
+    assert all("Float32" in op.reason for op in report.cpu_ops)
+    # Vela refuses a float convolution's fused activation first, and says so.
+    conv = next(op for op in report.cpu_ops if op.type == "CONV_2D")
+    assert conv.reason.startswith("its RELU: ")
+
+
+def test_the_advice_survives_json(models, cache):
+    report = estimate(models["float_io"], cache=cache)
+    assert VelaReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+
+
+# ----- targets described in TOML files --------------------------------------------------
+
+
+@pytest.fixture
+def target_files(monkeypatch):
+    """A fresh memory of targets read from files, so that each test's names are its own."""
+    import kws.vela.targets
+
+    monkeypatch.setattr(kws.vela.targets, "_FROM_FILES", {})
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+U85_FLASH = """name = "u85-256-flash"
+accelerator = "ethos-u85-256"
+system_config = "Ethos_U85_SYS_Flash_High"
+memory_mode = "Shared_Sram"
+"""
+
+
+def test_a_target_file_round_trips_to_an_estimate(models, cache, tmp_path, target_files):
+    path = _write(tmp_path / "board.toml", U85_FLASH)
+    target = load_target_file(path)
+    assert target == VelaTarget("u85-256-flash", "ethos-u85-256", "Ethos_U85_SYS_Flash_High", "Shared_Sram")
+    assert target.config is None
+    assert parse_targets(f"{path},ethos-u55-256") == [target, TARGETS["ethos-u55-256"]]
+    # Read once, the target is known by its name, as the pipeline passes it on.
+    assert parse_targets("u85-256-flash") == [target]
+    report = estimate(models["int8"], "u85-256-flash", cache=cache)
+    assert (report.target, report.accelerator, report.system_config, report.memory_mode) == (
+        "u85-256-flash", "ethos-u85-256", "Ethos_U85_SYS_Flash_High", "Shared_Sram")
+    assert report.flash_bytes > 0 and report.dram_bytes == 0, "this system keeps the weights in flash"
+    assert report.inference_us != estimate(models["int8"], "ethos-u85-256", cache=cache).inference_us
+
+
+def test_a_target_file_without_a_name_is_named_after_the_file(tmp_path, target_files):
+    path = _write(tmp_path / "my-npu.toml", U85_FLASH.replace('name = "u85-256-flash"\n', ""))
+    assert load_target_file(path).name == "my-npu"
+
+
+#: A target file's text (``{ini}``: a copy of the shipped vela.ini) and what its error says
+#: (``{here}``: the file's folder).
+BAD_TARGET_FILES = {
+    "unknown-accelerator": (U85_FLASH.replace('"ethos-u85-256"', '"ethos-u99-256"'),
+                            ["accelerator = 'ethos-u99-256' is not an accelerator Vela knows",
+                             *(a.value for a in Accelerator)]),
+    "missing-key": (U85_FLASH.replace('memory_mode = "Shared_Sram"\n', ""), ["missing key 'memory_mode'"]),
+    "unknown-key": (U85_FLASH + 'macs = "256"\n', ["unknown key 'macs'"]),
+    "not-a-string": (U85_FLASH.replace('"ethos-u85-256"', "256"), ["accelerator = 256: must be a non-empty string"]),
+    "missing-vela-ini": (U85_FLASH + 'config = "nowhere/vela.ini"\n',
+                         ["config = 'nowhere/vela.ini': no vela.ini at {here}/nowhere/vela.ini"]),
+    "not-an-ini": (U85_FLASH + 'config = "board.toml"\n', ["config = 'board.toml': Vela reads only .ini files"]),
+    "system-config": (U85_FLASH.replace("Ethos_U85_SYS_Flash_High", "Nope"),
+                      ["system_config = 'Nope': Arm/vela.ini has no [System_Config.Nope]", "Ethos_U85_SYS_DRAM_Mid"]),
+    "memory-mode-of-own-ini": (U85_FLASH.replace("Shared_Sram", "Nope") + 'config = "{ini}"\n',
+                               ["memory_mode = 'Nope': {ini} has no [Memory_Mode.Nope]", "Shared_Sram"]),
+    "built-in-name": (U85_FLASH.replace("u85-256-flash", "ethos-u85-256"),
+                      ["name = 'ethos-u85-256' is a built-in target's"]),
+    "not-toml": ("accelerator = ethos-u85-256\n", ["not a valid TOML file", "line 1"]),
+}
+
+
+@pytest.mark.parametrize(("text", "says"), BAD_TARGET_FILES.values(), ids=BAD_TARGET_FILES)
+def test_a_bad_target_file_names_the_file_and_the_key(text, says, tmp_path, target_files):
+    ini = tmp_path / "own.ini"
+    ini.write_bytes(vela_config_path().read_bytes())
+    path = _write(tmp_path / "board.toml", text.replace("{ini}", str(ini)))
+    with pytest.raises(TargetFileError) as info:
+        parse_targets(f"ethos-u55-256,{path}")
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    for words in says:
+        assert words.format(here=tmp_path, ini=ini) in message, message
+    assert "\n" not in message
+
+
+def test_a_missing_target_file_is_named(tmp_path, target_files):
+    with pytest.raises(TargetFileError, match=f"Vela target file {tmp_path / 'absent.toml'} does not exist"):
+        parse_targets(str(tmp_path / "absent.toml"))
+
+
+def test_two_files_cannot_give_one_name_to_two_targets(tmp_path, target_files):
+    load_target_file(_write(tmp_path / "a.toml", U85_FLASH))
+    other = _write(tmp_path / "b.toml", U85_FLASH.replace("Shared_Sram", "Sram_Only"))
+    with pytest.raises(TargetFileError, match=f"{other}: name 'u85-256-flash' is already used by "):
+        load_target_file(other)
+
+
+
+def test_the_command_line_and_the_matrix_option_take_a_target_file(models, cache, tmp_path, monkeypatch,
+                                                                   capsys, target_files):
+    import argparse
+
+    from kws.matrix.plugin import _targets
+
+    monkeypatch.setenv("KWS_CACHE_DIR", str(cache.root))
+    path = _write(tmp_path / "board.toml", U85_FLASH)
+    assert _targets(f"ethos-u55-256,{path}") == ("ethos-u55-256", "u85-256-flash")
+    assert main(["vela", str(models["int8"]), "--target", str(path), "--json"]) == 0
+    assert [d["target"] for d in json.loads(capsys.readouterr().out)] == ["u85-256-flash"]
+    bad = _write(tmp_path / "bad.toml", U85_FLASH.replace('"ethos-u85-256"', '"ethos-u99-256"'))
+    with pytest.raises(argparse.ArgumentTypeError, match=f"{bad}: accelerator = 'ethos-u99-256'"):
+        _targets(str(bad))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["vela", str(models["int8"]), "--target", str(bad)])
+    assert exit_info.value.code == 2
+    assert f"kws vela: error: argument --target: {bad}: accelerator = 'ethos-u99-256'" in capsys.readouterr().err
+
+
+def test_a_target_files_own_vela_ini_is_part_of_the_cache_key(models, tmp_path, target_files):
+    cache = ArtifactCache(tmp_path / "cache")
+    ini = tmp_path / "board.ini"
+    shipped = vela_config_path().read_text()
+    ini.write_text(shipped)
+    target = load_target_file(_write(tmp_path / "board.toml", U85_FLASH + 'config = "board.ini"\n'))
+    assert target.config == ini.resolve()
+    plain = VelaTarget("u85-256-flash", "ethos-u85-256", "Ethos_U85_SYS_Flash_High", "Shared_Sram")
+    first = estimate(models["int8"], target, cache=cache)
+    # The shipped file's content: the same figures, under a key of its own.
+    assert first.inference_us == estimate(models["int8"], plain, cache=cache).inference_us
+    assert (cache.hits, cache.misses) == (0, 2)
+    # The same system at half the clock: a new key, and Vela reads the edited file.
+    section = shipped.index("[System_Config.Ethos_U85_SYS_Flash_High]")
+    ini.write_text(shipped[:section] + shipped[section:].replace("core_clock=500e6", "core_clock=250e6", 1))
+    slower = estimate(models["int8"], target, cache=cache)
+    assert (cache.hits, cache.misses) == (0, 3)
+    assert slower.inference_us == pytest.approx(slower.cycles_total / 250, rel=1e-3)
+    assert slower.inference_us > first.inference_us
+    assert estimate(models["int8"], target, cache=cache) == slower
+    assert (cache.hits, cache.misses) == (1, 3)
+
+
+def test_an_unreadable_own_vela_ini_is_a_vela_error(models, tmp_path, target_files):
+    ini = _write(tmp_path / "board.ini", vela_config_path().read_text())
+    target = load_target_file(_write(tmp_path / "board.toml", U85_FLASH + 'config = "board.ini"\n'))
+    ini.unlink()
+    with pytest.raises(VelaError, match=f"cannot read its vela.ini {ini}"):
+        estimate(models["int8"], target, cache=ArtifactCache(tmp_path / "cache"))
 
 
 # ----- the cache -------------------------------------------------------------------------
@@ -331,11 +593,30 @@ def test_cli_prints_a_table_per_target(models, capsys):
     assert "Network summary" not in out, "Vela's own output leaked"
 
 
-def test_cli_json_lists_one_report_per_target(models, capsys):
+def test_cli_json_lists_one_report_per_target(models, reports, cache, monkeypatch, capsys):
+    monkeypatch.setenv("KWS_CACHE_DIR", str(cache.root))  # the module's compiles
     assert main(["vela", str(models["int8"]), "--target", "all", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [d["target"] for d in data] == list(TARGETS)
     assert all(VelaReport.from_dict(d).all_on_npu for d in data)
+    assert all(d["low_utilisation"] and d["traffic"] for d in data), "the advice and traffic are in the JSON"
+
+
+def test_cli_advice_prints_the_lowest_utilisation_layers_and_the_cpu_reasons(models, cache, monkeypatch,
+                                                                              capsys):
+    monkeypatch.setenv("KWS_CACHE_DIR", str(cache.root))
+    argv = ["vela", str(models["float_io"]), "--target", "ethos-u55-256,ethos-u85-256"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "peak SRAM B" in out and "SRAM traffic B" in out
+    assert "--advice: Vela's reason" in out and "Unsupported opType" not in out
+    assert main([*argv, "--advice"]) == 0
+    out = capsys.readouterr().out
+    utilisation = out.split("Lowest MAC utilisation")[1].split("On the CPU")[0]
+    assert utilisation.count("ethos-u55-256") == utilisation.count("ethos-u85-256") == LOW_UTILISATION_LAYERS
+    assert "DepthwiseConv2D" in utilisation
+    assert "DEQUANTIZE StatefulPartitionedCall:0: Unsupported opType" in out
+    assert "QUANTIZE tfl.quantize [ethos-u55-256]: Operation has tensor with unsupported DataType Float32" in out
 
 
 def test_cli_answers_from_the_cache_without_tensorflow_or_scipy(models, tmp_path):

@@ -282,7 +282,9 @@ def pathway_name(text: str) -> str:
 
 
 def vela_targets(text: str) -> list[VelaTarget]:
-    """``NAME[,NAME...]`` or ``all``: the Vela targets, in order, without repeats."""
+    """``NAME[,NAME...]``, ``all``, and target files ``T.toml``: the Vela targets, in order,
+    without repeats (:func:`kws.vela.parse_targets`, which the matrix's option uses too). A
+    bad target file is named with its bad key."""
     from kws.vela import parse_targets
 
     try:

@@ -185,7 +185,7 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
                 version=2),
     Measurement("inspect", ("sparsity", "max_unique_per_channel"), lambda s: True, _inspect, _inspect_material),
     Measurement("vela", ("vela_us",), lambda s: s.export is ExportKind.INT8 and bool(s.settings.vela_targets),
-                _vela),
+                _vela, version=2),
     Measurement("eval", ("eval_accuracy",), lambda s: s.settings.eval_dir is not None, _eval, _eval_material,
                 version=2),
     Measurement("latency", ("litert_us",), lambda s: s.settings.latency, _latency),

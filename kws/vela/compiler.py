@@ -1,6 +1,6 @@
 """Running Vela on a model for a target, once: the result is cached (stage ``vela``),
-keyed by the model's bytes, the target and the Vela version, and a cache hit does not
-run Vela.
+keyed by the model's bytes, the target, the content of a target's own ``vela.ini`` and
+the Vela version, and a cache hit does not run Vela.
 
 Vela runs in a subprocess (``python -m ethosu.vela``), not through
 ``ethosu.vela.vela.main`` in-process: Vela 5.2's C++ core (regor) segfaults on a truncated
@@ -27,7 +27,6 @@ from kws.errors import KwsError
 from kws.vela.report import VelaReport, build_report
 from kws.vela.targets import (
     DEFAULT_TARGET,
-    VELA_CONFIG,
     VELA_DISTRIBUTION,
     VelaTarget,
     _find_spec,
@@ -37,7 +36,8 @@ from kws.vela.targets import (
 
 STAGE = "vela"
 #: Bump when the meaning or the fields of a stored report change: every key changes.
-REPORT_FORMAT = 1
+#: 2: traffic per memory, CPU operators' reasons, the lowest-utilisation layers.
+REPORT_FORMAT = 2
 
 VELA_REQUIREMENT = "ethos-u-vela==5.2.0"
 #: Generous: DS-CNN-S compiles in well under a second.
@@ -48,6 +48,8 @@ SUMMARY_FILE = "summary.csv"
 PER_LAYER_FILE = "per-layer.csv"
 REPORT_FILE = "report.json"
 COMPILED_FILE = "model_vela.tflite"
+#: What Vela printed (its reasons for CPU operators among it).
+LOG_FILE = "vela.log"
 
 _TFLITE_IDENTIFIER = b"TFL3"
 
@@ -108,9 +110,9 @@ def _check_flatbuffer(content: bytes, path: Path, target: str) -> None:
                                       f"bytes: {exc}); Vela was not run") from None
 
 
-def _vela_argv(model: Path, target: VelaTarget, out: Path) -> list[str]:
+def _vela_argv(model: Path, target: VelaTarget, out: Path, config: str) -> list[str]:
     return [sys.executable, "-m", "ethosu.vela", str(model),
-            "--accelerator-config", target.accelerator, "--config", VELA_CONFIG,
+            "--accelerator-config", target.accelerator, "--config", config,
             "--system-config", target.system_config, "--memory-mode", target.memory_mode,
             "--output-dir", str(out), "--verbose-performance"]
 
@@ -136,17 +138,22 @@ def _vela_message(result: subprocess.CompletedProcess) -> str:
 
 
 def _compile(content: bytes, path: Path, target: VelaTarget, version: str, sha256: str,
-             folder: Path) -> dict:
-    """Run Vela on ``content``; store its CSVs, compiled model and the report in ``folder``."""
+             folder: Path, config: bytes | None = None) -> dict:
+    """Run Vela on ``content`` (with ``config``, the bytes of the target's own vela.ini);
+    store its CSVs, compiled model, output and the report in ``folder``."""
     with tempfile.TemporaryDirectory(prefix="kws-vela-") as tmp:
         work = Path(tmp)
-        # A copy of the bytes that were hashed, under a fixed name: Vela names its
-        # outputs after the input file.
+        # Copies of the bytes that were hashed, under fixed names: Vela names its outputs
+        # after the input file, and a vela.ini edited meanwhile must not be read.
         model = work / "model.tflite"
         model.write_bytes(content)
+        ini = target.vela_config
+        if config is not None:
+            ini = str(work / "vela.ini")
+            Path(ini).write_bytes(config)
         out = work / "out"
         try:
-            result = subprocess.run(_vela_argv(model, target, out), cwd=work, capture_output=True,
+            result = subprocess.run(_vela_argv(model, target, out, ini), cwd=work, capture_output=True,
                                     check=False, text=True, errors="replace", timeout=VELA_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise VelaError(path, target.name, f"Vela ran past {VELA_TIMEOUT_S} s") from None
@@ -165,12 +172,13 @@ def _compile(content: bytes, path: Path, target: VelaTarget, version: str, sha25
                                 f"Vela exited 0 but wrote no {what} {produced.name} (wrote: {found})")
         try:
             report = build_report(target, version, sha256, summary.read_text(),
-                                  per_layer.read_text(), compiled.read_bytes())
+                                  per_layer.read_text(), compiled.read_bytes(), result.stdout)
         except ValueError as exc:
             raise VelaError(path, target.name, f"cannot read Vela's output: {exc}") from None
         shutil.copyfile(summary, folder / SUMMARY_FILE)
         shutil.copyfile(per_layer, folder / PER_LAYER_FILE)
         shutil.copyfile(compiled, folder / COMPILED_FILE)
+    (folder / LOG_FILE).write_text(result.stdout)
     (folder / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=1))
     return {"target": target.name, "inference_us": report.inference_us,
             "cycles_total": report.cycles_total, "all_on_npu": report.all_on_npu}
@@ -179,7 +187,9 @@ def _compile(content: bytes, path: Path, target: VelaTarget, version: str, sha25
 def estimate(tflite_path: Path | str, target: str | VelaTarget = DEFAULT_TARGET, *,
              cache=None) -> VelaReport:
     """Vela's estimate for the TFLite model at ``tflite_path`` on ``target`` (a name in
-    :data:`TARGETS` or a :class:`VelaTarget`), cached: a hit does not run Vela."""
+    :data:`TARGETS`, a target file's path or name, or a :class:`VelaTarget`), cached: a
+    hit does not run Vela. A target's own vela.ini is read now, and its content is part
+    of the key."""
     from kws.cache import ArtifactCache
 
     target = _target(target)
@@ -196,13 +206,21 @@ def estimate(tflite_path: Path | str, target: str | VelaTarget = DEFAULT_TARGET,
         "vela": version,
         "report_format": REPORT_FORMAT,
     }
+    config = None
+    if target.config is not None:
+        try:
+            config = target.config.read_bytes()
+        except OSError as exc:
+            raise VelaError(path, target.name, f"cannot read its vela.ini {target.config}: "
+                                               f"{exc.strerror or exc}") from None
+        material["vela_config_sha256"] = hashlib.sha256(config).hexdigest()
 
     def build(folder: Path) -> dict:
         if version is None:
             raise VelaError(path, target.name, f"Vela is not installed (cannot import "
                                                f"ethosu.vela); install {VELA_REQUIREMENT}")
         _check_flatbuffer(content, path, target.name)
-        return _compile(content, path, target, version, sha256, folder)
+        return _compile(content, path, target, version, sha256, folder, config)
 
     _check_identifier(content, path, target.name)  # before any cache work
     cache = cache if cache is not None else ArtifactCache()

@@ -3,7 +3,14 @@
 The summary CSV (``<model>_summary_<system_config>.csv``) and the per-layer CSV
 (``--verbose-performance``) are read by column name. The operators left on the CPU are
 read from the compiled ``<model>_vela.tflite``: it is what the device runs, and every
-operator in it other than Vela's ``ethos-u`` custom operator runs on the CPU.
+operator in it other than Vela's ``ethos-u`` custom operator runs on the CPU. Why each
+stays there is read from what Vela prints (its compiler core, regor, writes a
+``Warning (supported operators)`` block with a ``Reason:`` per operator it refuses, and
+records the reasons nowhere else).
+
+Besides the figures, a report carries advice where Vela's output reveals it: the layers
+with the lowest MAC utilisation (:func:`low_utilisation`) and the reason of each CPU
+operator.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import csv
 import dataclasses
 import io
 import math
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kws.vela.targets import VelaTarget
@@ -19,15 +28,51 @@ from kws.vela.targets import VelaTarget
 #: The custom operator that holds an NPU command stream in Vela's output.
 _NPU_CUSTOM_OP = "ethos-u"
 _BYTES_PER_KIB = 1024
+#: The memories of the summary CSV's traffic columns (``sram_total_bytes``, ...).
+MEMORIES = ("sram", "dram", "on_chip_flash", "off_chip_flash")
+_TRAFFIC_PARTS = ("feature_map_read", "feature_map_write", "weight_read", "weight_write", "total")
+#: The advice names this many layers of lowest MAC utilisation, among those that take at
+#: least this share of the network's cycles (a layer below it cannot save much time).
+LOW_UTILISATION_LAYERS = 3
+LOW_UTILISATION_MIN_SHARE = 0.02
 
 
 @dataclass(frozen=True)
 class VelaOp:
     """An operator of the compiled model that runs on the CPU: its TFLite type
-    (``QUANTIZE``) and the name of its first output tensor."""
+    (``QUANTIZE``), the name of its first output tensor, and Vela's reason for leaving it
+    there (None where Vela gave none)."""
 
     type: str
     name: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class VelaTraffic:
+    """Bytes one inference moves to and from one memory (``sram``, ``dram``,
+    ``on_chip_flash``, ``off_chip_flash``), from the summary CSV: feature maps and weights
+    read and written; ``total_bytes`` also counts the biases/scales and lookup tables."""
+
+    memory: str
+    feature_map_read_bytes: int
+    feature_map_write_bytes: int
+    weight_read_bytes: int
+    weight_write_bytes: int
+    total_bytes: int
+
+
+@dataclass(frozen=True)
+class VelaLowUtilisation:
+    """A layer of low MAC utilisation: its per-layer row's name and source operator, the
+    percent of the NPU's peak MACs/cycle it uses, its cycles and their share of the
+    network's (a fraction)."""
+
+    name: str
+    op: str
+    mac_utilisation: float
+    cycles: int
+    cycles_share: float
 
 
 @dataclass(frozen=True)
@@ -55,7 +100,8 @@ class VelaLayer:
 @dataclass(frozen=True)
 class VelaReport:
     """Vela's estimate for one model on one target. Times are per inference (batch 1);
-    memory sizes are peak use in bytes (Vela reports KiB)."""
+    memory sizes are peak use in bytes (Vela reports KiB): ``sram_bytes`` is the peak SRAM
+    use. Traffic is bytes per inference, per memory."""
 
     target: str
     accelerator: str
@@ -80,10 +126,19 @@ class VelaReport:
     original_weight_bytes: int
     encoded_weight_bytes: int
     nn_macs: int
+    #: Bytes moved per inference to and from SRAM, DRAM, and flash (on- plus off-chip).
+    sram_traffic_bytes: int
+    dram_traffic_bytes: int
+    flash_traffic_bytes: int
+    #: The memories that see traffic, each by kind of data and direction.
+    traffic: tuple[VelaTraffic, ...]
     #: Source operators placed on the NPU (distinct names among the per-layer rows).
     npu_ops: int
+    #: With Vela's reasons.
     cpu_ops: tuple[VelaOp, ...]
     layers: tuple[VelaLayer, ...]
+    #: Advice: the layers of lowest MAC utilisation, lowest first (:func:`low_utilisation`).
+    low_utilisation: tuple[VelaLowUtilisation, ...]
 
     @property
     def all_on_npu(self) -> bool:
@@ -101,7 +156,9 @@ class VelaReport:
                              f"unexpected {sorted(set(data) - fields)}")
         return cls(**{**data,
                       "cpu_ops": tuple(VelaOp(**op) for op in data["cpu_ops"]),
-                      "layers": tuple(VelaLayer(**layer) for layer in data["layers"])})
+                      "traffic": tuple(VelaTraffic(**t) for t in data["traffic"]),
+                      "layers": tuple(VelaLayer(**layer) for layer in data["layers"]),
+                      "low_utilisation": tuple(VelaLowUtilisation(**n) for n in data["low_utilisation"])})
 
 
 def _number(row: dict, column: str, source: str, kind=int):
@@ -138,6 +195,9 @@ def parse_summary(text: str) -> dict:
     cycles = {f"cycles_{part}": _number(row, f"cycles_{part}", src)
               for part in ("npu", "total", "sram_access", "dram_access",
                            "on_chip_flash_access", "off_chip_flash_access")}
+    traffic = {memory: VelaTraffic(memory, *(_number(row, f"{memory}_{part}_bytes", src)
+                                             for part in _TRAFFIC_PARTS))
+               for memory in MEMORIES}
     return {
         "inference_us": _number(row, "inference_time", src, float) * 1e6,
         "inferences_per_second": _number(row, "inferences_per_second", src, float),
@@ -151,6 +211,10 @@ def parse_summary(text: str) -> dict:
         "original_weight_bytes": _number(row, "total_original_weights", src),
         "encoded_weight_bytes": _number(row, "total_npu_encoded_weights", src),
         "nn_macs": _number(row, "nn_macs", src),
+        "sram_traffic_bytes": traffic["sram"].total_bytes,
+        "dram_traffic_bytes": traffic["dram"].total_bytes,
+        "flash_traffic_bytes": traffic["on_chip_flash"].total_bytes + traffic["off_chip_flash"].total_bytes,
+        "traffic": tuple(t for t in traffic.values() if t.total_bytes),
     }
 
 
@@ -222,14 +286,71 @@ def cpu_operators(compiled: bytes) -> list[VelaOp]:
     return ops
 
 
+#: The head of the block Vela prints for each operator it leaves on the CPU.
+_CPU_WARNING = re.compile(r"Warning \(supported operators\) operator: (?P<type>\S+), ofm: '(?P<ofm>.*)'")
+_REASON = "Reason: "
+
+
+def cpu_reasons(vela_output: str) -> dict[str, tuple[str, str]]:
+    """Vela's reasons for leaving operators on the CPU, read from what it prints: for
+    each, ``Warning (supported operators) operator: TYPE, ofm: 'NAME'``, then ``Reason:
+    ...`` and further lines up to a blank one. Keyed by the operator's output tensor NAME:
+    ``(TYPE, reason)``, the reason's lines joined by "; ". Where Vela split an operator
+    (a float CONV_2D into the convolution and its fused RELU) the part it refused may be
+    another TYPE than the compiled model's operator of that name."""
+    reasons: dict[str, tuple[str, str]] = {}
+    lines = [line.strip() for line in vela_output.splitlines()]
+    for number, line in enumerate(lines):
+        head = _CPU_WARNING.fullmatch(line)
+        if head is None:
+            continue
+        said = []
+        for follow in lines[number + 1:]:
+            if not follow or _CPU_WARNING.fullmatch(follow):
+                break
+            said.append(follow.removeprefix(_REASON))
+        reasons.setdefault(head["ofm"], (head["type"], "; ".join(said) or "no reason given"))
+    return reasons
+
+
+def with_reasons(ops: Iterable[VelaOp], reasons: dict[str, tuple[str, str]]) -> list[VelaOp]:
+    """``ops`` with Vela's reason for each (:func:`cpu_reasons`), naming the refused part
+    where it is not the operator itself."""
+    out = []
+    for op in ops:
+        refused, reason = reasons.get(op.name, (op.type, None))
+        if reason is not None and refused != op.type:
+            reason = f"its {refused}: {reason}"
+        out.append(dataclasses.replace(op, reason=reason))
+    return out
+
+
+def low_utilisation(layers: Iterable[VelaLayer], cycles_total: int, *, count: int = LOW_UTILISATION_LAYERS,
+                    min_share: float = LOW_UTILISATION_MIN_SHARE) -> list[VelaLowUtilisation]:
+    """The ``count`` NPU layers of lowest MAC utilisation among those with MACs that take
+    at least ``min_share`` of ``cycles_total`` (ties: the longer first, then model order)."""
+    if cycles_total <= 0:
+        return []
+    candidates = [layer for layer in layers
+                  if layer.mac_utilisation is not None and layer.cycles >= min_share * cycles_total]
+    candidates.sort(key=lambda layer: (layer.mac_utilisation, -layer.cycles))
+    return [VelaLowUtilisation(layer.name, layer.op, layer.mac_utilisation, layer.cycles,
+                               layer.cycles / cycles_total)
+            for layer in candidates[:count]]
+
+
 def build_report(target: VelaTarget, vela_version: str, model_sha256: str, summary_csv: str,
-                 per_layer_csv: str, compiled: bytes) -> VelaReport:
+                 per_layer_csv: str, compiled: bytes, vela_output: str = "") -> VelaReport:
+    """The report from Vela's files and ``vela_output``, what it printed (for the reasons
+    of the CPU operators)."""
     layers = parse_per_layer(per_layer_csv)
+    summary = parse_summary(summary_csv)
     npu_ops = len({layer.name for layer in layers if layer.target == "NPU"})
     return VelaReport(
         target=target.name, accelerator=target.accelerator,
         system_config=target.system_config, memory_mode=target.memory_mode,
         vela_version=vela_version, model_sha256=model_sha256,
-        **parse_summary(summary_csv),
-        npu_ops=npu_ops, cpu_ops=tuple(cpu_operators(compiled)), layers=tuple(layers),
+        **summary,
+        npu_ops=npu_ops, cpu_ops=tuple(with_reasons(cpu_operators(compiled), cpu_reasons(vela_output))),
+        layers=tuple(layers), low_utilisation=tuple(low_utilisation(layers, summary["cycles_total"])),
     )
