@@ -657,3 +657,15 @@ def test_the_cache_library_holds_no_command_line_code():
     assert len(sources) >= 5
     for source in sources:
         assert "argparse" not in source.read_text(), source
+
+
+def test_an_atomic_write_gets_the_permissions_of_a_plain_write(tmp_path):
+    import os
+    import stat
+
+    from kws.store.fs import atomic_write_bytes
+
+    (tmp_path / "plain").write_bytes(b"x")
+    atomic_write_bytes(tmp_path / "atomic", b"x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "atomic").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "plain").st_mode)  # not mkstemp's 0600

@@ -493,7 +493,9 @@ vela_weights_ratio = 2.0
     answer = out[out.index("kws: tier smoke on "):]
     assert "| ptq_dynamic " in answer and "| ptq_int8 " in answer
     first.stdout.fnmatch_lines(["kws recommend (minimise Vela ethos-u55-256 latency*, drop <= 1 pp with 95% "
-                                "confidence): *", "  all candidates, with why each was ruled out: kws recommend*"])
+                                "confidence): *", "  all candidates, with why each was ruled out: kws recommend*",
+                                "kws report: */report.html (* plots in */plots)"])
+    assert (results / "report.html").is_file() and list((results / "plots").glob("*.png"))
     assert "passed" in out.rstrip().splitlines()[-1]  # nothing but pytest's count after the answer
 
     monkeypatch.setenv("KWS_PROGRESS", "0")
@@ -518,7 +520,9 @@ vela_weights_ratio = 2.0
     answer = out[out.index("kws: tier smoke on "):]
     assert "| ptq_dynamic " in answer and "| ptq_int8 " in answer
     first.stdout.fnmatch_lines(["kws recommend (minimise Vela ethos-u55-256 latency*, drop <= 1 pp with 95% "
-                                "confidence): *", "  all candidates, with why each was ruled out: kws recommend*"])
+                                "confidence): *", "  all candidates, with why each was ruled out: kws recommend*",
+                                "kws report: */report.html (* plots in */plots)"])
+    assert (results / "report.html").is_file() and list((results / "plots").glob("*.png"))
     assert "passed" in out.rstrip().splitlines()[-1]  # nothing but pytest's count after the answer
 
     # A results folder that cannot be written is refused before any training ...
@@ -575,7 +579,8 @@ def test_each_session_records_its_wall_time_and_the_summary_shows_the_newest_col
         monkeypatch.setattr(MatrixSession, "data_id", "synth-x")
         monkeypatch.setattr(MatrixSession, "commit", {"commit": "abc", "dirty": False})
         session.started -= wall
-        session.rows = {"p-s0.50-seed0": dict(_row(), trained_now=[trained] if trained else [])}
+        session.rows = {"p-s0.50-seed0": dict(_row(), pathway="p", point={"sparsity": 0.5},
+                                              trained_now=[trained] if trained else [])}
         assert SESSIONS_FILE in {p.name for p in session.finish()}
     lines = [json.loads(line) for line in (results / SESSIONS_FILE).read_text().splitlines()]
     assert [(s["warm"], s["cases"], s["cases_trained_now"], s["workers"]) for s in lines] == [

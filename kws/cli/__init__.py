@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "kws.cli.pathways",
     "kws.cli.vela",
     "kws.cli.recommend",
+    "kws.cli.report",
 )
 
 

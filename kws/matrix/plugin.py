@@ -265,9 +265,10 @@ class MatrixRecorder:
             terminalreporter.write_sep("-", "kws benchmark matrix")
         for problem in matrix.history_problems:
             terminalreporter.write_line(f"kws: {problem}", yellow=True)
-        if self.written:
+        records = [p for p in self.written if p.suffix in (".jsonl", ".md")]
+        if records:
             terminalreporter.write_line(f"{len(matrix.rows)} case(s) recorded in "
-                                        + ", ".join(str(p) for p in self.written))
+                                        + ", ".join(str(p) for p in records))
         inconclusive = sorted(c for c, r in matrix.rows.items() if "inconclusive" in (r.get("verdicts") or {}).values())
         if inconclusive:
             terminalreporter.write_line(
@@ -286,6 +287,10 @@ class MatrixRecorder:
                 + (f"; {unknown} case(s) had no earlier run to compare with" if unknown else ""))
         if matrix.rows:
             _write_answer(terminalreporter, matrix)
+        report = [p for p in self.written if p.suffix == ".html"]
+        if report:
+            plots = sum(p.suffix == ".png" for p in self.written)
+            terminalreporter.write_line(f"kws report: {report[0]} ({plots} plots in {report[0].parent / 'plots'})")
 
 
 def _write_answer(reporter, matrix: MatrixSession) -> None:

@@ -5,6 +5,7 @@ best of each column in bold, and our numbers beside the study's."""
 from __future__ import annotations
 
 import statistics
+from html import escape
 from pathlib import Path
 
 from tabulate import tabulate
@@ -63,7 +64,7 @@ def _stat(rows: list[dict], metric, target: str | None) -> tuple[float, float | 
     return scale * mean, (scale * interval.low, scale * interval.high)
 
 
-def _cell(stat, fmt: str, best: bool, mark: str = "") -> str:
+def _cell(stat, fmt: str, best: bool, mark: str = "", html: bool = False) -> str:
     if stat is None:
         return "-"
     mean, spread = stat
@@ -71,7 +72,22 @@ def _cell(stat, fmt: str, best: bool, mark: str = "") -> str:
         text = f"{mean:{fmt}} [{spread[0]:{fmt}}, {spread[1]:{fmt}}]"
     else:
         text = f"{mean:{fmt}} ± {spread:{fmt}}" if spread else f"{mean:{fmt}}"
+    if html:
+        return (f"<strong>{escape(text)}</strong>" if best else escape(text)) + escape(mark)
     return (f"**{text}**" if best else text) + mark
+
+
+def _text(value, html: bool) -> str:
+    """A plain cell: escaped for an HTML table."""
+    return escape(str(value)) if html else value
+
+
+def _tabulate(rows: list[list], headers: list[str], tablefmt: str) -> str:
+    """``tablefmt`` is tabulate's, or ``"html"``: then the cells come escaped (the best of a
+    column in ``<strong>``), which tabulate's own ``html`` would escape again."""
+    if tablefmt == "html":
+        return tabulate(rows, headers=[escape(h) for h in headers], tablefmt="unsafehtml", disable_numparse=True)
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
 #: Marks on the drop column: the accuracy check's verdict on the evidence.
@@ -117,7 +133,10 @@ def _columns(rows) -> list[tuple[str, object, str | None]]:
     return out
 
 
-def tier_table(cases: dict[str, dict]) -> str:
+def tier_table(cases: dict[str, dict], tablefmt: str = "github") -> str:
+    """The tier's table: one row per pathway point. ``tablefmt``: tabulate's format, or
+    ``"html"`` (escaped cells, the best of each column in ``<strong>``)."""
+    html = tablefmt == "html"
     points = _points(cases)
     cols = _columns(cases.values())
     stats = {p: {h: _stat(rows, m, t) for h, m, t in cols} for p, rows in points.items()}
@@ -130,14 +149,16 @@ def tier_table(cases: dict[str, dict]) -> str:
     table = []
     for point, rows in points.items():
         cells = [_cell(stats[point][h], m.column_format, best.get(h) == (stats[point][h] or (None,))[0],
-                       _mark(rows) if m.name == "accuracy_drop" else "")
+                       _mark(rows) if m.name == "accuracy_drop" else "", html)
                  for h, m, _ in cols]
-        table.append([point, len(rows), *cells])
-    return tabulate(table, headers=["pathway", "seeds", *(h for h, _, _ in cols)], tablefmt="github",
-                    disable_numparse=True)
+        table.append([_text(point, html), len(rows), *cells])
+    return _tabulate(table, ["pathway", "seeds", *(h for h, _, _ in cols)], tablefmt)
 
 
-def study_table(cases: dict[str, dict]) -> str:
+def study_table(cases: dict[str, dict], tablefmt: str = "github") -> str:
+    """Our figures beside the study's Table 1 (:data:`STUDY`); ``tablefmt`` as in
+    :func:`tier_table`."""
+    html = tablefmt == "html"
     points = _points(cases)
     targets = targets_in(cases.values())
     rows = []
@@ -149,13 +170,14 @@ def study_table(cases: dict[str, dict]) -> str:
             return _stats(value(r) for r in ours) if ours else None
 
         rows.append([
-            label, f"{kb:.2f}", _cell(get(lambda r: _value(r, "gzip_bytes", 1e-3)), ".2f", False),
-            f"{acc:.2f}", _cell(get(lambda r: _value(r, "deployed_accuracy", 100)), ".2f", False),
+            _text(label, html), f"{kb:.2f}",
+            _cell(get(lambda r: _value(r, "gzip_bytes", 1e-3)), ".2f", False, html=html),
+            f"{acc:.2f}", _cell(get(lambda r: _value(r, "deployed_accuracy", 100)), ".2f", False, html=html),
             "-" if us is None else f"{us:.2f}",
-            *[_cell(get(lambda r, t=t: _value(r, "vela_us", target=t)), ".2f", False) for t in targets]])
+            *[_cell(get(lambda r, t=t: _value(r, "vela_us", target=t)), ".2f", False, html=html) for t in targets]])
     headers = ["study point", "study KB", "ours KB", "study acc %", "ours acc %", "study us (U55-256, Vela 3.4)",
                *[f"ours us {t}" for t in targets]]
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return _tabulate(rows, headers, tablefmt)
 
 
 def _wall_line(sessions: list[dict], tier: str, data: str) -> str:

@@ -222,4 +222,21 @@ class MatrixSession:
             except OSError as exc:
                 self.save_errors.append(f"{path} was not written ({exc.strerror or exc}); "
                                         f"{len(rows)} case(s) of this session are not in it")
+        written += self._write_report(earlier + rows, sessions)
         return written
+
+    def _write_report(self, rows: list[dict], sessions: list[dict]) -> list[Path]:
+        """The plots and the HTML report of the whole history (``results/plots/``,
+        ``results/report.html``). They are drawn after the history is safe, so any failure
+        here (a full disk, a row the plots cannot read) is kept in :attr:`save_errors` and
+        fails the session without losing its records."""
+        from kws.html_report import REPORT_FILE, write_html_report
+        from kws.plots import write_plots
+
+        try:
+            plots = write_plots(self.results_dir, rows, sessions)
+            return [*plots, write_html_report(self.results_dir, rows, sessions, plots=plots)]
+        except Exception as exc:  # noqa: BLE001 - reported, and the session fails
+            self.save_errors.append(f"{self.results_dir / REPORT_FILE} and the plots were not written: "
+                                    f"{type(exc).__name__}: {exc}")
+            return []
