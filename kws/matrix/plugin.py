@@ -21,6 +21,10 @@ from kws.matrix.thresholds import ThresholdsError, load_thresholds
 from kws.pathways.registry import PATHWAYS
 from kws.vela import DEFAULT_TARGET, parse_targets
 
+#: The matrix estimates every int8 case on the study's NPU (the first: the checks' and the
+#: end-of-run recommendation's) and on the newest, where 2:4 sparsity buys time.
+MATRIX_TARGETS = (DEFAULT_TARGET, "ethos-u85-256")
+
 FAMILIES = tuple(sorted({p.family for p in PATHWAYS.values()}))
 _KEY = pytest.StashKey[MatrixSession]()
 
@@ -64,8 +68,8 @@ def pytest_addoption(parser):
     group.addoption("--kws-seeds", type=_seeds, default=None, metavar="0,1,2",
                     help="replace the tier's seeds")
     group.addoption("--kws-vela-targets", type=_targets, default=None, metavar="T1,T2",
-                    help=f"Vela targets to estimate every int8 case on (default: {DEFAULT_TARGET}); "
-                         "see `kws vela --help`")
+                    help=f"Vela targets to estimate every int8 case on (default: {','.join(MATRIX_TARGETS)}: "
+                         "the study's NPU and the newest); see `kws vela --help`")
     group.addoption("--kws-gate", action="store_true", default=False,
                     help="fail the session when a case regressed against the median of its earlier "
                          "runs in the history (limits in [gate] of the thresholds file)")
@@ -115,7 +119,7 @@ def pytest_configure(config):
     matrix = MatrixSession(
         tier=tier, thresholds=thresholds, results_dir=results,
         project_root=root, data_dir=data_dir, eval_dir=config.getoption("kws_eval_dir"),
-        vela_targets=config.getoption("kws_vela_targets") or (DEFAULT_TARGET,),
+        vela_targets=config.getoption("kws_vela_targets") or MATRIX_TARGETS,
         seeds=config.getoption("kws_seeds"), gate_enabled=config.getoption("kws_gate"),
         strict=config.getoption("kws_strict"), workers=_workers(config))
     config.stash[_KEY] = matrix
