@@ -6,7 +6,11 @@ Per tier and data, from the newest row of every case
 most a 1.0 pp drop, judged on the drop's interval: :class:`kws.advisor.Constraints`'
 defaults), the Pareto front it was chosen from, the summary table and the table beside
 the study (:func:`kws.matrix.report.tier_table`, :func:`~kws.matrix.report.study_table`,
-as in ``summary.md``), and the plots of :mod:`kws.plots`.
+as in ``summary.md``), Vela's advice per int8 case and target (the layers of lowest MAC
+utilisation, the operators left on the CPU with Vela's reason), and the plots of
+:mod:`kws.plots`. Under the recommendation: the per-layer plots of the recommended case
+(:func:`kws.plots.write_case_plots`, ``kws report --case``) where ``plots/`` holds ones
+drawn from that case's newest run.
 
 The page needs nothing else: the plots are PNG data URIs, the style is inline, there is
 no script and no link outside the page. It holds no time of its own making, so the same
@@ -47,6 +51,7 @@ table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
 th, td { border: 1px solid #d0d0d0; padding: .25em .5em; text-align: left; white-space: nowrap; }
 th { background: #f0f0f0; } tbody tr:nth-child(even) { background: #fafafa; }
 .scroll { overflow-x: auto; } .front td:last-child { white-space: normal; min-width: 18em; }
+.advice td:nth-child(n+3) { white-space: normal; min-width: 22em; }
 .meta, figcaption, .note { color: #555; font-size: .9em; }
 .choice { background: #eef6ee; border-left: 4px solid #3a7d3a; padding: .5em 1em; }
 .none { background: #fbf1e6; border-left: 4px solid #b86b1f; padding: .5em 1em; }
@@ -145,6 +150,90 @@ def front_table(rec: Recommendation) -> str:
         f'<p class="note">Dominated: {escape(dominated or "none")}.</p>'])
 
 
+# ----- Vela's advice ------------------------------------------------------------------------------
+
+#: What a row that predates a field of Vela's advice says in its cell.
+NOT_RECORDED = "not recorded (an earlier run)"
+
+
+def _low_utilisation_text(entries) -> list[str]:
+    from kws.plots import layer_label
+
+    return [f"{layer_label(n['name'])} ({n['op']}): {n['mac_utilisation']:.1f}% MAC utilisation, "
+            f"{n['cycles']:,} cycles ({n['cycles_share']:.0%} of the total)" for n in entries]
+
+
+def _cpu_text(ops) -> list[str]:
+    from kws.plots import layer_label
+
+    return [f"{op['type']} {layer_label(op['name'])}: {op.get('reason') or 'Vela gave no reason'}" for op in ops]
+
+
+def _advice_cell(estimate: dict, field: str, describe) -> str:
+    if field not in estimate:
+        return escape(NOT_RECORDED)
+    return "<br>".join(escape(line) for line in describe(estimate[field])) or "none"
+
+
+def advice_table(cases: Mapping[str, dict]) -> str:
+    """Vela's advice for every int8 case (its newest row) and every target its rows were
+    estimated on: the layers of lowest MAC utilisation and the operators left on the CPU
+    with Vela's reason, from the rows' ``metrics.vela[target]``."""
+    int8 = {case: row for case, row in sorted(cases.items()) if row.get("export") == "int8"}
+    targets = targets_in(int8.values())
+    body = []
+    for case, row in int8.items():
+        estimates = row["metrics"].get("vela") or {}
+        for target in targets:
+            if target not in estimates:
+                continue
+            estimate = estimates[target]
+            cells = [escape(case), escape(target),
+                     _advice_cell(estimate, "low_utilisation", _low_utilisation_text),
+                     _advice_cell(estimate, "cpu_ops", _cpu_text)]
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    if not body:
+        return '<p class="note">No int8 case has a Vela estimate.</p>'
+    from kws.vela import LOW_UTILISATION_LAYERS, LOW_UTILISATION_MIN_SHARE
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in ["case", "target", "lowest MAC utilisation", "on the CPU"])
+    return "\n".join([
+        f'<p class="note">Per int8 case and Vela target: the {LOW_UTILISATION_LAYERS} NPU layers of lowest MAC '
+        f"utilisation among those with at least {LOW_UTILISATION_MIN_SHARE:.0%} of the cycles (where a faster layer "
+        "saves most), and every operator Vela leaves on the CPU with its reason (<code>kws vela M.tflite "
+        "--advice</code> says the same of any model).</p>",
+        f'<div class="scroll"><table class="advice"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}'
+        "</tbody></table></div>"])
+
+
+def _case_plots_html(rec: Recommendation | None, cases: Mapping[str, dict], images: Mapping[str, bytes]) -> str:
+    """The per-layer plots of the recommended pathway point's cases, where ``images``
+    holds ones drawn from their newest rows; a note where they are of an earlier run."""
+    from kws.matrix.report import point_of
+    from kws.plots import case_plot_names, is_current_case_plot, png_size
+
+    if rec is None or rec.choice is None:
+        return ""
+    out = []
+    for case, row in sorted(cases.items()):
+        if point_of(case) != rec.choice.point:
+            continue
+        # case_plot_names: the weights, then Vela per target of the row, in that order.
+        shows = ["its weights through the pathway",
+                 *(f"Vela's cycles and MAC utilisation per layer on {t}" for t in row["metrics"].get("vela") or {})]
+        at_hand = [(name, what) for name, what in zip(case_plot_names(row), shows) if name in images]
+        current = [(name, what) for name, what in at_hand if is_current_case_plot(images[name], row)]
+        if at_hand and not current:
+            out.append(f'<p class="note">The per-layer plots of <code>{escape(case)}</code> in plots/ are of an '
+                       f"earlier run: <code>kws report --case {escape(case)}</code> draws them anew.</p>")
+        for name, what in current:
+            width, height = png_size(images[name])
+            out.append(f'<figure><img src="{_data_uri(images[name])}" width="{width}" height="{height}" '
+                       f'alt="{escape(case)}: {escape(what)}"><figcaption>The recommended case '
+                       f"<code>{escape(case)}</code>: {escape(what)} ({escape(name)}).</figcaption></figure>")
+    return "\n".join(out)
+
+
 # ----- the page ---------------------------------------------------------------------------------
 
 
@@ -167,6 +256,7 @@ def _section(rows: Sequence[dict], sessions: Sequence[dict], tier: str, data_id:
     wall = _wall_line(list(sessions), tier, data_id)  # summary.md's own sentence: both say the same
     rec, note = default_recommendation(rows, tier, data_id)
     targets = targets_in(cases.values())
+    case_plots = _case_plots_html(rec, cases, images)
     return "\n".join([
         f'<section id="{_id(tier, data_id)}">',
         f"<h2>Tier <code>{escape(tier)}</code> on <code>{escape(data_id)}</code></h2>",
@@ -174,6 +264,7 @@ def _section(rows: Sequence[dict], sessions: Sequence[dict], tier: str, data_id:
         f"{escape(scored)}. Vela targets: {escape(', '.join(targets) or 'none')}.</p>",
         *([f'<p class="meta">{escape(wall)}</p>'] if wall else []),
         "<h3>Recommendation (the advisor's defaults)</h3>", recommendation_html(rec, note),
+        *([case_plots] if case_plots else []),
         *(["<h3>Pareto front</h3>", front_table(rec)] if rec is not None else []),
         "<h3>Summary</h3>",
         '<p class="note">The newest run of every case, mean over seeds, the best of each column in bold; accuracy '
@@ -183,12 +274,14 @@ def _section(rows: Sequence[dict], sessions: Sequence[dict], tier: str, data_id:
         f'<div class="scroll">{tier_table(cases, tablefmt="html")}</div>',
         "<h3>Beside the study (DS-CNN-S, full Speech Commands v0.02, 95.05% baseline)</h3>",
         f'<div class="scroll">{study_table(cases, tablefmt="html")}</div>',
+        "<h3>Advice from Vela</h3>", advice_table(cases),
         "<h3>Plots</h3>", _plots_html(plots, images), "</section>"])
 
 
 def render_html(rows: Sequence[dict], sessions: Sequence[dict] = (), images: Mapping[str, bytes] | None = None) -> str:
-    """The page. ``images``: PNG bytes by plot file name (:attr:`kws.plots.Plot.filename`);
-    a plot not in it is rendered here."""
+    """The page. ``images``: PNG bytes by plot file name (:attr:`kws.plots.Plot.filename`),
+    and the case plots at hand (:func:`kws.plots.case_plot_names`); a plot of
+    :func:`kws.plots.plots_for` not in it is rendered here, a case plot never is."""
     from kws.plots import build_figure, plots_for, png_bytes
 
     rows = list(rows)
@@ -219,8 +312,14 @@ def write_html_report(results_dir: Path, rows: Sequence[dict], sessions: Sequenc
                       plots: Sequence[Path] | None = None) -> Path:
     """Write ``results_dir/report.html`` atomically and return its path. ``plots``: the
     PNG files :func:`kws.plots.write_plots` just wrote, embedded as they are (a plot not
-    among them is rendered in memory); ``None`` renders every plot in memory."""
-    images = {Path(p).name: Path(p).read_bytes() for p in plots or ()}
+    among them is rendered in memory); ``None`` renders every plot in memory. The case
+    plots in ``results_dir/plots/`` (``kws report --case``) are read for the recommended
+    case's."""
+    from kws.plots import CASE_PREFIX, PLOTS_DIR
+
+    folder = Path(results_dir) / PLOTS_DIR
+    cases = sorted(folder.glob(f"{CASE_PREFIX}*.png")) if folder.is_dir() else []
+    images = {p.name: p.read_bytes() for p in (*cases, *(Path(p) for p in plots or ()))}
     path = Path(results_dir) / REPORT_FILE
     atomic_write_bytes(path, render_html(rows, sessions, images).encode("utf-8"))
     return path

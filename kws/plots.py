@@ -15,6 +15,17 @@ Per tier and data (:func:`plots_for` lists them):
   band where the line spans several values measured over several seeds, else as error
   bars.
 
+One case, from its models in the artifact cache (:func:`write_case_plots`, ``kws report
+--case SLUG``), written as ``case-<slug>-*.png``:
+
+- ``weights``: how the weights of the layers TFMOT compresses (Conv2D and Dense kernels;
+  depthwise kernels excluded) collapse through the pathway, one panel per model: the
+  baseline, each technique stage (float, from its ``model.h5``) and the deployed model
+  (dequantised): pruning shows as a spike of exact zeros, clustering as a few spikes
+  (:func:`weight_density_figure`);
+- ``vela-<target>``: Vela's cycles and MAC utilisation per layer, in network order, the
+  layers of lowest utilisation marked (:func:`vela_layers_figure`).
+
 Axis labels and units come from :mod:`kws.metrics` through :mod:`kws.advisor`'s figures.
 Figures are built with matplotlib's object API (no pyplot, no global state) and rendered
 by the Agg canvas under matplotlib's default style, whatever a matplotlibrc says: the same
@@ -27,14 +38,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import re
 import statistics
-from collections.abc import Iterator, Sequence
+import struct
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.style
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -46,6 +60,8 @@ from kws.advisor import FIGURES, Candidate, candidates, display_unit, pareto_fro
 from kws.matrix.report import STUDY, STUDY_BASELINE, latest_per_case, point_of, targets_in
 from kws.metrics import METRICS
 from kws.pathways.axes import AXES
+
+log = logging.getLogger(__name__)
 
 #: The folder of the results folder that holds the plots.
 PLOTS_DIR = "plots"
@@ -408,11 +424,13 @@ def build_figure(plot: Plot, rows: Sequence[dict]) -> Figure:
     return fig
 
 
-def png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes: its own size at :data:`DPI`, no software version in them."""
+def png_bytes(fig: Figure, source: str | None = None) -> bytes:
+    """The figure as PNG bytes: its own size at :data:`DPI`, no software version in them;
+    ``source``, where given, in the PNG's ``Source`` text (:func:`png_text` reads it)."""
     buffer = io.BytesIO()
+    metadata = {"Software": None, **({"Source": source} if source is not None else {})}
     with _style():
-        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+        fig.savefig(buffer, format="png", dpi=DPI, metadata=metadata)
     return buffer.getvalue()
 
 
@@ -439,3 +457,492 @@ def write_plots(results_dir: Path, rows: Sequence[dict], sessions: Sequence[dict
             if _SUFFIX.search(path.name) and not path.name.startswith(".") and path not in written:
                 path.unlink(missing_ok=True)
     return written
+
+
+# ----- one case: its weights through the pathway, and Vela per layer ------------------------------
+
+#: What every case plot's file name starts with; :func:`write_plots` never removes them.
+CASE_PREFIX = "case-"
+#: The weights figure: its width, the height of each model's panel, and of the title band.
+WEIGHTS_WIDTH, WEIGHTS_PANEL_HEIGHT, WEIGHTS_HEAD = 10.0, 2.0, 1.1
+#: Bins of each weight histogram, over [-max |w|, max |w|]: odd, so that zero is the centre
+#: of the middle bin.
+WEIGHT_BINS = 201
+#: Where the log-scaled count axis of the weights figure starts (below one weight).
+_COUNT_FLOOR = 0.7
+VELA_LAYERS_SIZE = (12.0, 6.5)
+NPU_COLOR, CPU_COLOR, UTILISATION_COLOR, LOW_COLOR = "tab:blue", "tab:gray", "tab:orange", "tab:red"
+ZERO_COLOR = "tab:red"
+#: The layers the weights figure shows, as its title says.
+COMPRESSED_LAYERS = "Conv2D and Dense kernels; depthwise kernels{} excluded: TFMOT neither prunes nor clusters them"
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The kernels TFMOT compresses of one model, as floats with the output channels on
+    axis 0, by layer name; ``excluded``: the depthwise layers left out."""
+
+    layers: dict[str, np.ndarray]
+    excluded: tuple[str, ...] = ()
+
+
+def _keras_layers(model, keras) -> Iterator:
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _keras_layers(layer, keras)
+        else:
+            yield layer
+
+
+_KERNEL = re.compile(r"kernel(:\d+)?")
+
+
+def keras_kernels(model) -> Kernels:
+    """The Conv2D and Dense kernels of a tf_keras model as stored (a QAT model's latent
+    float kernels, read inside their quantisation wrappers); depthwise layers excluded."""
+    from kws.compat import keras
+
+    layers, excluded = {}, []
+    for layer in _keras_layers(model, keras):
+        inner = layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
+        if isinstance(inner, keras.layers.DepthwiseConv2D):  # before Conv2D: it subclasses it
+            excluded.append(inner.name)
+        elif (isinstance(inner, (keras.layers.Conv2D, keras.layers.Dense))
+              and not isinstance(inner, keras.layers.Conv2DTranspose)):
+            kernels = [w for w in layer.weights if _KERNEL.fullmatch(w.name.rsplit("/", 1)[-1])]
+            assert len(kernels) == 1, f"layer {layer.name}: expected one kernel, found {[w.name for w in kernels]}"
+            # Keras kernels hold the output channels last: Conv2D [h, w, in, out], Dense [in, out].
+            layers[inner.name] = np.moveaxis(np.asarray(kernels[0].numpy(), dtype=np.float64), -1, 0)
+    return Kernels(layers, tuple(excluded))
+
+
+def tflite_kernels(tflite: bytes) -> Kernels:
+    """The CONV_2D and FULLY_CONNECTED weights of a TFLite flatbuffer, dequantised (an int8
+    model's per-channel scales and zero points applied; int8 conversion has folded each
+    BatchNorm into them); DEPTHWISE_CONV_2D layers excluded. Read from the buffers as
+    :func:`kws.inspect.inspect_tflite` reads them, with its helpers."""
+    from kws.inspect.stats import Kind
+    from kws.inspect.tflite import (
+        _TFLITE_OPS,
+        _builtin_code,
+        _constant_source,
+        _decode,
+        _layer_name,
+        _parse,
+        _schema,
+        _tensor_array,
+    )
+
+    schema = _schema()
+    model = _parse(tflite, schema)
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    layers, excluded, seen = {}, [], set()
+    for graph in model.subgraphs or []:
+        producers = {out: op for op in graph.operators or [] for out in op.outputs}
+        for op in graph.operators or []:
+            op_name = op_names.get(_builtin_code(model.operatorCodes[op.opcodeIndex]))
+            if op_name not in _TFLITE_OPS or len(op.inputs) < 2 or op.inputs[1] < 0:
+                continue
+            index = _constant_source(graph, producers, op.inputs[1], op_names, model)
+            if (id(graph), index) in seen:  # one tensor shared by several ops
+                continue
+            seen.add((id(graph), index))
+            tensor = graph.tensors[index]
+            tensor_name = _decode(tensor.name)
+            name = _layer_name(tensor_name)
+            if _TFLITE_OPS[op_name][0] == Kind.DEPTHWISE:
+                excluded.append(name)
+                continue
+            if name in layers:
+                name = tensor_name
+            # TFLite weights hold the output channels first: CONV_2D [out, h, w, in], FULLY_CONNECTED [out, in].
+            layers[name] = _dequantised(tensor, _tensor_array(tflite, model, tensor, tensor_name, schema))
+    return Kernels(layers, tuple(excluded))
+
+
+def _dequantised(tensor, weights: np.ndarray) -> np.ndarray:
+    """``weights`` as floats: integers scaled per channel along the quantised dimension."""
+    q = tensor.quantization
+    if not np.issubdtype(weights.dtype, np.integer) or q is None or q.scale is None or not len(q.scale):
+        return weights.astype(np.float64)
+
+    def along(values) -> np.ndarray:  # one value per channel of the quantised dimension, or one for all
+        values = np.asarray(values if values is not None and len(values) else [0], dtype=np.float64)
+        shape = [1] * weights.ndim
+        if values.size > 1:
+            shape[q.quantizedDimension] = values.size
+        return values.reshape(shape)
+
+    return (weights.astype(np.float64) - along(q.zeroPoint)) * along(q.scale)
+
+
+@dataclass(frozen=True)
+class WeightDensity:
+    """What one model's panel of the weights figure shows: the histogram of its non-zero
+    weights (``counts`` over ``edges``), its exact zeros apart, and the counts its
+    summary line gives."""
+
+    label: str
+    layers: int
+    weights: int
+    zeros: int
+    #: Distinct values over all its compressed layers, and the most in one output channel.
+    distinct: int
+    distinct_per_channel: int
+    counts: np.ndarray
+    edges: np.ndarray
+    excluded: tuple[str, ...]
+
+    @property
+    def zero_share(self) -> float:
+        return self.zeros / self.weights
+
+    @property
+    def summary(self) -> str:
+        return (f"{self.weights:,} weights in {self.layers} layers; zeros {self.zero_share:.1%}; "
+                f"{self.distinct:,} distinct values, at most {self.distinct_per_channel:,} in one output channel")
+
+
+def weight_density(label: str, kernels: Kernels | Mapping[str, np.ndarray], bins: int = WEIGHT_BINS) -> WeightDensity:
+    """The panel of one model: ``kernels`` (or kernels by layer name, output channels
+    first) binned into ``bins`` equal bins over [-max |w|, max |w|]."""
+    if not isinstance(kernels, Kernels):
+        kernels = Kernels(dict(kernels))
+    assert kernels.layers, f"{label}: no Conv2D or Dense kernel to plot"
+    values = np.concatenate([np.ravel(k) for k in kernels.layers.values()])
+    nonzero = values[values != 0]
+    edge = float(np.abs(values).max()) or 1.0
+    counts, edges = np.histogram(nonzero, bins=bins, range=(-edge, edge))
+    per_channel = max(len(np.unique(channel)) for k in kernels.layers.values()
+                      for channel in np.reshape(k, (k.shape[0], -1)))
+    return WeightDensity(label, len(kernels.layers), values.size, values.size - nonzero.size,
+                         len(np.unique(values)), per_channel, counts, edges, kernels.excluded)
+
+
+def draw_weight_density(ax: Axes, density: WeightDensity) -> Axes:
+    """One model's weights: the histogram of its non-zero weights (gid ``hist:<label>``)
+    and its exact zeros as one spike at 0 (gid ``zeros:<label>``), counts on a log axis,
+    with its summary line (gid ``summary``)."""
+    ax.stairs(density.counts, density.edges, fill=True, baseline=_COUNT_FLOOR, color=NPU_COLOR, alpha=0.85,
+              label="non-zero weights (histogram)", gid=f"hist:{density.label}")
+    if density.zeros:
+        ax.vlines(0.0, _COUNT_FLOOR, density.zeros, color=ZERO_COLOR, linewidth=2.5, zorder=3,
+                  label="exact zeros", gid=f"zeros:{density.label}")
+    ax.set_yscale("log")
+    top = max(density.zeros, int(density.counts.max(initial=0)), 1)
+    ax.set_ylim(_COUNT_FLOOR, top * 4)
+    ax.set_xlim(density.edges[0], density.edges[-1])
+    ax.set_title(density.label, fontsize=10, loc="left")
+    ax.text(0.995, 0.95, density.summary, transform=ax.transAxes, ha="right", va="top", fontsize=8,
+            gid="summary", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5})
+    ax.set_ylabel("weights")
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def weight_density_figure(models: Sequence[tuple[str, Kernels | Mapping[str, np.ndarray]]],
+                          title: str = "Weight values through the pathway") -> Figure:
+    """The weights figure: one panel per (label, kernels) of ``models``, in their order
+    (the baseline, each technique stage, the deployed model), each model's weights binned
+    over its own range; pruning shows as a spike of exact zeros, clustering as a few spikes."""
+    densities = [weight_density(label, kernels) for label, kernels in models]
+    assert densities, "no model to plot"
+    with _style():
+        fig = Figure(figsize=(WEIGHTS_WIDTH, WEIGHTS_HEAD + WEIGHTS_PANEL_HEIGHT * len(densities)), dpi=DPI,
+                     layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(densities), 1, squeeze=False).ravel()
+        for ax, density in zip(axes, densities):
+            draw_weight_density(ax, density)
+        axes[-1].set_xlabel("weight value (each panel over its own range)")
+        excluded = sorted({name for d in densities for name in d.excluded})
+        left_out = f" ({', '.join(excluded)})" if excluded else ""
+        fig.suptitle(f"{title}\n{COMPRESSED_LAYERS.format(left_out)}", fontsize=11)
+        handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2, fontsize=8)
+    return fig
+
+
+@dataclass(frozen=True)
+class LayerBar:
+    """One source operator of Vela's per-layer table: its rows of one name taken together
+    (a convolution and the activation fused into it are one layer). ``mac_utilisation``
+    is that of its part with the most MACs (None where no part has any); ``on``: ``NPU``,
+    ``CPU`` or both."""
+
+    name: str
+    op: str
+    on: str
+    cycles: int
+    macs: int
+    mac_utilisation: float | None
+
+    @property
+    def label(self) -> str:
+        return layer_label(self.name)
+
+
+def layer_label(name: str, width: int = 28) -> str:
+    """A short name for a Vela layer, whose name is its output tensor's and lists every
+    tensor a fused operator absorbed: the Keras layer of its weight op (``pw_1``), else the
+    last-but-one part of its first tensor's path (``avg_pool``), else that tensor's name."""
+    from kws.inspect.tflite import _layer_name
+
+    short = _layer_name(name)
+    if short == name:
+        parts = name.split(";")[0].split("/")
+        short = (parts[-2] if len(parts) > 1 else parts[0]).removeprefix("quant_")
+    return short if len(short) <= width else short[: width - 3] + "..."
+
+
+def vela_layer_bars(layers: Sequence) -> list[LayerBar]:
+    """Vela's per-layer rows (:class:`kws.vela.VelaLayer`, in network order) as one bar per
+    source operator: consecutive rows of one name are one."""
+    groups: list[list] = []
+    for layer in layers:
+        if groups and groups[-1][0].name == layer.name:
+            groups[-1].append(layer)
+        else:
+            groups.append([layer])
+    bars = []
+    for parts in groups:
+        measured = [p for p in parts if p.mac_utilisation is not None]
+        main = max(measured, key=lambda p: p.macs) if measured else None
+        on = "+".join(sorted({p.target for p in parts}, reverse=True))
+        bars.append(LayerBar(parts[0].name, parts[0].op, on, sum(p.cycles for p in parts),
+                             sum(p.macs for p in parts), main.mac_utilisation if main else None))
+    return bars
+
+
+def draw_vela_layers(ax: Axes, bars: Sequence[LayerBar], lowest: Sequence[str] = ()) -> Axes:
+    """Cycles per layer as bars (gid ``cycles:<label>``; grey where the layer runs on the
+    CPU) and, on a second axis, MAC utilisation as a line (gid ``utilisation``); the layers
+    named in ``lowest`` (lowest utilisation first) hatched and ranked (gid ``rank``), their
+    utilisation ringed (gid ``lowest``). Returns ``ax``; the second axis is its twin."""
+    xs = list(range(len(bars)))
+    rank = {name: i for i, name in enumerate(lowest)}
+    patches = ax.bar(xs, [b.cycles for b in bars], color=[CPU_COLOR if "CPU" in b.on else NPU_COLOR for b in bars],
+                     alpha=0.85, zorder=2).patches
+    for x, bar, patch in zip(xs, bars, patches):
+        patch.set_gid(f"cycles:{bar.label}")
+        if bar.name in rank:
+            patch.set_edgecolor(LOW_COLOR)
+            patch.set_linewidth(2)
+            patch.set_hatch("//")
+            ax.annotate(f"#{rank[bar.name] + 1}", (x, bar.cycles), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=9, color=LOW_COLOR, fontweight="bold", gid="rank")
+    ax.set_xticks(xs, [f"{b.label} ({b.op}{'' if b.on == 'NPU' else ', ' + b.on})" for b in bars],
+                  rotation=35, ha="right", fontsize=8, rotation_mode="anchor")
+    ax.set_ylabel("cycles per inference")
+    ax.set_xlim(-0.6, len(bars) - 0.4)
+    ax.margins(y=0.12)
+    ax.grid(True, axis="y", alpha=0.3)
+    twin = ax.twinx()
+    utilisation = [math.nan if b.mac_utilisation is None else b.mac_utilisation for b in bars]
+    twin.plot(xs, utilisation, color=UTILISATION_COLOR, marker="o", linewidth=1.5, zorder=3,
+              label="MAC utilisation", gid="utilisation")
+    marked = [x for x, b in zip(xs, bars) if b.name in rank and b.mac_utilisation is not None]
+    if marked:
+        twin.scatter(marked, [utilisation[x] for x in marked], s=160, facecolors="none", edgecolors=LOW_COLOR,
+                     linewidths=2, zorder=4, label="their MAC utilisation", gid="lowest")
+    measured = [u for u in utilisation if not math.isnan(u)]
+    twin.set_ylim(0, min(100.0, 1.25 * max(measured)) if measured and max(measured) > 0 else 100.0)
+    twin.set_ylabel("MAC utilisation (% of the NPU's peak MACs/cycle)")
+    return ax
+
+
+def vela_layers_figure(per_layer, target: str, case: str | None = None) -> Figure:
+    """Vela's per-layer figures of one model on ``target``: a :class:`kws.vela.VelaReport`
+    (its layers and its lowest-utilisation layers) or its per-layer rows alone
+    (:class:`kws.vela.VelaLayer`; the lowest then found by :func:`kws.vela.low_utilisation`
+    over their cycles). Layers in network order."""
+    from kws.vela import LOW_UTILISATION_MIN_SHARE, VelaReport, low_utilisation
+
+    if isinstance(per_layer, VelaReport):
+        layers, lowest = per_layer.layers, [n.name for n in per_layer.low_utilisation]
+        total = f": {per_layer.cycles_total:,} cycles, {per_layer.inference_us:.1f} us per inference"
+    else:
+        layers = list(per_layer)
+        lowest = [n.name for n in low_utilisation(layers, sum(layer.cycles for layer in layers))]
+        total = ""
+    assert layers, f"no per-layer rows to plot for {target}"
+    bars = vela_layer_bars(layers)
+    with _style():
+        fig = Figure(figsize=VELA_LAYERS_SIZE, dpi=DPI, layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        draw_vela_layers(ax, bars, lowest)
+        twin = next(a for a in fig.axes if a is not ax)
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=NPU_COLOR, label="cycles (NPU)"),
+                   *([Patch(color=CPU_COLOR, label="cycles (CPU)")] if any("CPU" in b.on for b in bars) else []),
+                   *twin.get_legend_handles_labels()[0]]
+        if lowest:
+            handles.append(Patch(facecolor="white", edgecolor=LOW_COLOR, hatch="//",
+                                 label=f"the {len(lowest)} layers of lowest MAC utilisation with at least "
+                                       f"{LOW_UTILISATION_MIN_SHARE:.0%} of the cycles (#1 lowest)"))
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
+        what = f"{case} on {target}" if case else target
+        fig.suptitle(f"Vela per layer: {what}{total}", fontsize=11)
+    return fig
+
+
+# ----- writing a case's plots ---------------------------------------------------------------------
+
+
+def case_plot_name(case: str, what: str) -> str:
+    """``case-<slug>-<what>.png``: ``what`` is ``weights`` or ``vela-<target>``."""
+    return f"{CASE_PREFIX}{_safe(case)}-{_safe(what)}.png"
+
+
+def case_plot_names(row: dict) -> list[str]:
+    """The file names of a history row's case plots: its weights, then Vela per target."""
+    targets = (row.get("metrics") or {}).get("vela") or {}
+    return [case_plot_name(row["case"], "weights"), *(case_plot_name(row["case"], f"vela-{t}") for t in targets)]
+
+
+def case_source(row: dict) -> str:
+    """What a case plot's PNG records of its source: the case and its deployed model's key,
+    so that a plot of an earlier run of the case is told from one of this row."""
+    return f"kws-pathways case {row['case']} deployed {(row.get('keys') or {}).get('deployed')}"
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The ``tEXt`` entries of a PNG ({} for bytes that are not one)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return {}
+    out, at = {}, 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind == b"tEXt":
+            key, _, value = data[at + 8:at + 8 + length].partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        if kind == b"IEND":
+            break
+        at += 12 + length
+    return out
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG in pixels, from its header."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def is_current_case_plot(data: bytes, row: dict) -> bool:
+    """Whether a case plot's PNG was drawn from ``row``'s models (:func:`case_source`)."""
+    return png_text(data).get("Source") == case_source(row)
+
+
+#: The key labels of a history row (``CaseRecord.keys``) other than its technique stages.
+_BASELINE_KEY, _DEPLOYED_KEY = "baseline", "deployed"
+
+
+def _stage_label(index: int, row: dict, family: str) -> str:
+    stages = row.get("stages") or []
+    params = stages[index].get("params", {}) if index < len(stages) else {}
+    shown = [f"{name} {params[name]}" for name in ("sparsity", "clusters", "m_by_n") if params.get(name) is not None]
+    shown += ["per channel"] if params.get("per_channel") else []
+    latent = " (QAT's latent weights)" if family == "qat" else ""
+    return f"stage {index + 1}: {family}" + (f" ({', '.join(shown)})" if shown else "") + f", Keras float{latent}"
+
+
+def _run_hint(row: dict) -> str:
+    """The ``kws run`` command that builds a row's models, from what the row records."""
+    pathway = row.get("pathway") or row["case"].split("-")[0]
+    words = ["kws", "run", pathway]
+    for name, value in (row.get("point") or {}).items():
+        if name in AXES:
+            words += [AXES[name].flag, str(value)]
+    spec = row.get("spec") or {}
+    for name, flag in (("seed", "--seed"), ("model", "--model"), ("finetune_epochs", "--epochs"),
+                       ("learning_rate", "--learning-rate"), ("baseline_epochs", "--baseline-epochs")):
+        if spec.get(name) is not None:
+            words += [flag, str(spec[name])]
+    if spec.get("frontend") not in (None, "mlperf-tiny"):
+        words += ["--frontend", str(spec["frontend"])]
+    if spec.get("data") not in (None, "default"):
+        words += ["--data-dir", str(spec["data"])]
+    return " ".join(words)
+
+
+def case_artifacts(row: dict, cache) -> list[tuple[str, object]]:
+    """``(key label, artifact)`` of a history row's models in pathway order: the baseline,
+    each technique stage, the deployed model; each entry verified. A model not in
+    ``cache`` is a :class:`~kws.errors.KwsError` naming the case and what to run."""
+    from kws.baseline import STAGE as BASELINE_STAGE
+    from kws.cache import CACHE_FORMAT_VERSION
+    from kws.errors import KwsError
+    from kws.export import STAGE as EXPORT_STAGE
+    from kws.store.entry import load_verified
+
+    case, keys = row.get("case", "?"), row.get("keys") or {}
+    if _BASELINE_KEY not in keys or _DEPLOYED_KEY not in keys:
+        raise KwsError(f"case {case}: its history row holds no cache keys (an earlier layout); "
+                       f"run `{_run_hint(row)}` and plot its record's case instead")
+    stages = sorted((k for k in keys if k not in (_BASELINE_KEY, _DEPLOYED_KEY)),
+                    key=lambda k: int(k.partition(":")[0]))
+    order = [(_BASELINE_KEY, BASELINE_STAGE), *((k, k.partition(":")[2]) for k in stages),
+             (_DEPLOYED_KEY, EXPORT_STAGE)]
+    found, missing = [], []
+    for label, stage in order:
+        entry, problem = load_verified(cache.path_for(stage, keys[label]), stage, keys[label], CACHE_FORMAT_VERSION)
+        if entry is None:
+            missing.append(f"{label} ({stage} {keys[label][:12]}{': ' + problem if problem else ''})")
+        found.append((label, entry))
+    if missing:
+        raise KwsError(f"case {case} is not in this machine's artifact cache ({cache.root}): missing "
+                       f"{', '.join(missing)}; run `{_run_hint(row)}` (the recipe of tier {row.get('tier', '?')}) "
+                       "or its tier of the benchmark matrix here first")
+    return found
+
+
+def case_figures(row: dict, cache) -> list[tuple[str, Figure]]:
+    """Every case plot of a history row, drawn from its models in ``cache``: ``(file name,
+    figure)``, the weights first, then Vela per target of the row (compiled through the
+    cached Vela path with its per-layer table: a cache hit runs nothing). A target the
+    row names that this process cannot resolve (a target file's name) is left out, with
+    a warning naming it."""
+    from kws.baseline import load_model
+    from kws.export import TFLITE_FILE
+    from kws.vela import estimate, parse_targets
+
+    case = row["case"]
+    models, tflite = [], None
+    for label, artifact in case_artifacts(row, cache):
+        if label == _BASELINE_KEY:
+            models.append(("baseline, Keras float", keras_kernels(load_model(artifact))))
+        elif label == _DEPLOYED_KEY:
+            tflite = artifact.file(TFLITE_FILE)
+            models.append((f"deployed {row.get('export', 'TFLite')}: dequantised, BatchNorm folded in",
+                           tflite_kernels(tflite.read_bytes())))
+        else:
+            index, _, family = label.partition(":")
+            models.append((_stage_label(int(index), row, family), keras_kernels(load_model(artifact))))
+    weights = weight_density_figure(models, f"Weight values through the pathway: {case}")
+    out = [(case_plot_name(case, "weights"), weights)]
+    for target in (row.get("metrics") or {}).get("vela") or {}:
+        try:
+            (resolved,) = parse_targets(target)
+        except ValueError as exc:
+            log.warning("case %s: no Vela plot for target %r: %s", case, target, exc)
+            continue
+        report = estimate(tflite, resolved, cache=cache)
+        out.append((case_plot_name(case, f"vela-{target}"), vela_layers_figure(report, target, case)))
+    return out
+
+
+def write_case_plots(results_dir: Path, row: dict, cache=None) -> list[Path]:
+    """Draw a history row's case plots (:func:`case_figures`) from its models in the
+    artifact cache (default: this machine's) and write them to ``results_dir/plots/``
+    (each atomically, all drawn before any is written); return their paths. A case whose
+    models are not in the cache is a :class:`~kws.errors.KwsError` naming it."""
+    from kws.cache import ArtifactCache
+
+    cache = cache if cache is not None else ArtifactCache()
+    folder = Path(results_dir) / PLOTS_DIR
+    rendered = [(folder / name, png_bytes(fig, case_source(row))) for name, fig in case_figures(row, cache)]
+    for path, data in rendered:
+        atomic_write_bytes(path, data)
+    return [path for path, _ in rendered]

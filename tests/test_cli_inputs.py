@@ -43,6 +43,7 @@ BAD: dict[str, tuple[str, ...]] = {
     "frontend_spec": ("bogus", "mlperf-tiny,sample_rate=abc", "mlperf-tiny,frames=3"),
     "model_name": ("ds-cnn-q",),
     "pathway_name": ("bogus",),
+    "case_slug": ("bogus-seed0", "p-s0.50", "p-s0.50-seed0/x", "-seed0"),
     "vela_targets": ("bogus", "{missing}.toml"),
     "vela_targets_or_none": ("bogus", "{missing}.toml"),
     "export_kinds": ("bogus",),
@@ -66,7 +67,7 @@ GOOD: dict[str, str] = {
     "export_kinds": "int8,float16", "label_list": "go,stop,off,on,right,left,down,up,no,yes,_unknown_,_silence_",
     "comma_list": "yes,no", "parse_age": "7d", "input_file": "{file}", "input_folder": "{folder}",
     "output_file": "{missing}/deeper/record.json", "output_folder": "{missing}",
-    "non_negative_number": "0", "non_empty_name": "synth-b1db259d0e4a",
+    "non_negative_number": "0", "non_empty_name": "synth-b1db259d0e4a", "case_slug": "pcqat-s0.50-c16-seed0",
 }
 #: Where one option needs another valid value than its kind's.
 GOOD_BY_OPTION = {"--clusters": "8"}

@@ -1,7 +1,11 @@
 """The plots of ``results/plots/`` on a history whose right answer is known: schema-2 rows
 built from case records and written by the history's own writer. Each plot is checked
 through its figure (the points, intervals, front and labels on its axes), then as the
-PNG file written for it."""
+PNG file written for it.
+
+The case plots (``kws report --case``) are checked on real models: a tiny DS-CNN put
+through the project's own pruning and clustering stages and converted to int8, and Vela's
+real per-layer result for that int8 model."""
 
 from __future__ import annotations
 
@@ -18,11 +22,25 @@ from kws.matrix.report import STUDY, STUDY_BASELINE
 from kws.plots import (
     PLOTS_DIR,
     STUDY_TARGET,
+    Kernels,
     Plot,
     build_figure,
+    case_plot_name,
+    case_source,
+    is_current_case_plot,
+    keras_kernels,
+    layer_label,
     plots_for,
     plotted,
     png_bytes,
+    png_size,
+    png_text,
+    tflite_kernels,
+    vela_layer_bars,
+    vela_layers_figure,
+    weight_density,
+    weight_density_figure,
+    write_case_plots,
     write_plots,
 )
 from kws.record import SCHEMA_VERSION, CaseRecord
@@ -140,6 +158,11 @@ def _png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     assert data[12:16] == b"IHDR"
     return struct.unpack(">II", data[16:24])
+
+
+def test_png_size_reads_the_header_as_the_tests_do(rows):
+    data = png_bytes(build_figure(_plot(rows, "size"), rows))
+    assert png_size(data) == _png_size(data) == _plot(rows, "size").size_px
 
 
 def test_the_crafted_accuracies_sit_where_the_front_needs_them():
@@ -283,3 +306,273 @@ def test_a_history_of_the_earlier_layout_still_plots(tmp_path):
     ax = build_figure(plots_for(old)[0], old).axes[0]
     assert _offsets(ax, "points:other") == sorted(SIZE_POINTS[p] for p in ("ptq_int8", "ptq_fp16", "qat"))
     assert all(Path(p).suffix == ".png" for p in write_plots(tmp_path, old))
+
+
+# ----- one case: its weights through the pathway, Vela per layer ---------------------------------
+
+#: A DS-CNN-S at width 0.25 (16 filters): its stages take seconds.
+TINY_ALPHA = 0.25
+SPARSITY = 0.5
+#: Sparsity-preserving clustering: one of them is the zero centroid.
+CLUSTERS = 4
+LABELS = 12
+DEPTHWISE = ("dw_1", "dw_2", "dw_3", "dw_4")
+COMPRESSED = ("conv_1", "pw_1", "pw_2", "pw_3", "pw_4", "logits")
+
+
+def _random_context(seed: int = 0):
+    """Random features and labels: what the stages do to the weights holds whatever the data."""
+    from kws.pathways.base import StageContext
+    from kws.train import TrainConfig, TrainingData
+
+    rng = np.random.default_rng(seed)
+
+    def split(n: int):
+        return rng.standard_normal((n, 49, 10)).astype(np.float32), rng.integers(0, LABELS, n)
+
+    train, train_labels = split(128)
+    val, val_labels = split(16)
+    recipe = TrainConfig(epochs=1, batch_size=8, augmentation=None, augmentation_versions=1, class_weights=False)
+    return StageContext(TrainingData(train[None], train_labels, val, val_labels, fingerprint={}), recipe,
+                        tuple(f"label{i}" for i in range(LABELS)))
+
+
+@pytest.fixture(scope="module")
+def pathway(tmp_path_factory) -> dict:
+    """A tiny DS-CNN through the pc pathway with the project's own stages, 16 steps each:
+    ``Prune(0.5)``, then sparsity-preserving ``Cluster(4)``; the clustered model as int8.
+    Holds each model's kernels and ``model.h5`` (both taken before the next stage wraps
+    the model: wrappers share its weight variables) and the int8 file."""
+    from kws.export import to_tflite
+    from kws.models import ModelConfig, build_model, save_model
+    from kws.pathways.base import FineTune
+    from kws.pathways.cluster import Cluster
+    from kws.pathways.prune import Prune
+    from kws.train import seed_everything
+
+    seed_everything(0)
+    ctx = _random_context()
+    finetune = FineTune(epochs=1, learning_rate=1e-3)
+    folder = tmp_path_factory.mktemp("case")
+    out = {"kernels": {}, "h5": {}}
+
+    def keep(name: str, model) -> None:
+        out["kernels"][name], out["h5"][name] = keras_kernels(model), folder / f"{name}.h5"
+        save_model(model, out["h5"][name])
+
+    model, preserved = build_model(ModelConfig(alpha=TINY_ALPHA)), frozenset()
+    keep("baseline", model)
+    for name, stage in (("prune", Prune(sparsity=SPARSITY, finetune=finetune)),
+                        ("cluster", Cluster(clusters=CLUSTERS, finetune=finetune))):
+        model, _ = stage.run(model, ctx, preserved)
+        preserved = stage.preserved(preserved)
+        keep(name, model)
+    tflite = folder / "model_int8.tflite"
+    tflite.write_bytes(to_tflite(model, "int8", ctx.data.train[0]))
+    out["tflite"], out["kernels"]["deployed"] = tflite, tflite_kernels(tflite.read_bytes())
+    return out
+
+
+def _panel(fig, label: str):
+    return next(ax for ax in fig.axes if ax.get_title(loc="left") == label)
+
+
+def _histogram(ax, label: str) -> np.ndarray:
+    (hist,) = [p for p in ax.patches if p.get_gid() == f"hist:{label}"]
+    return np.asarray(hist.get_data().values)
+
+
+def _zero_spike(ax, label: str) -> float | None:
+    spikes = [c for c in ax.collections if c.get_gid() == f"zeros:{label}"]
+    if not spikes:
+        return None
+    ((_, low), (_, high)), = spikes[0].get_segments()
+    return max(low, high)
+
+
+def test_the_kernels_are_those_tfmot_compresses_and_depthwise_ones_are_named_as_excluded(pathway):
+    for name, kernels in pathway["kernels"].items():
+        assert sorted(kernels.layers) == sorted(COMPRESSED), name
+        assert sorted(kernels.excluded) == sorted(DEPTHWISE), name
+    # Output channels first, whichever format: 16 filters, 12 logits.
+    keras, tflite = pathway["kernels"]["cluster"], pathway["kernels"]["deployed"]
+    assert [keras.layers[n].shape[0] for n in COMPRESSED] == [tflite.layers[n].shape[0] for n in COMPRESSED] \
+        == [16] * 5 + [LABELS]
+    assert tflite.layers["conv_1"].dtype == np.float64  # dequantised, not int8 codes
+
+
+def test_the_weights_figure_shows_the_zero_spike_of_pruning_and_the_few_values_of_clustering(pathway):
+    labels = ["baseline", "pruned", "clustered", "deployed int8"]
+    models = list(zip(labels, (pathway["kernels"][k] for k in ("baseline", "prune", "cluster", "deployed"))))
+    fig = weight_density_figure(models)
+    assert [ax.get_title(loc="left") for ax in fig.axes] == labels
+    assert "depthwise kernels (dw_1, dw_2, dw_3, dw_4) excluded" in fig.get_suptitle()
+    total = sum(k.size for k in pathway["kernels"]["baseline"].layers.values())
+
+    # The baseline: no exact zero, so no spike; every weight in the histogram.
+    baseline = _panel(fig, "baseline")
+    assert _zero_spike(baseline, "baseline") is None and _histogram(baseline, "baseline").sum() == total
+
+    # Pruned: half the weights are exact zeros, drawn as one spike taller than any bin.
+    pruned = _panel(fig, "pruned")
+    zeros = _zero_spike(pruned, "pruned")
+    kernels = np.concatenate([k.ravel() for k in pathway["kernels"]["prune"].layers.values()])
+    assert zeros == (kernels == 0).sum() and zeros >= (SPARSITY - 0.01) * total
+    histogram = _histogram(pruned, "pruned")
+    assert histogram.sum() + zeros == total and zeros > 10 * histogram.max()
+    density = weight_density("pruned", pathway["kernels"]["prune"])
+    assert density.zero_share == pytest.approx(zeros / total) and f"zeros {density.zero_share:.1%}" in density.summary
+
+    # Clustered: each layer holds at most CLUSTERS values (the zero among them); the plotted
+    # histogram has no more filled bins than there are non-zero centroids.
+    clustered = pathway["kernels"]["cluster"]
+    per_layer = {name: len(np.unique(k)) for name, k in clustered.layers.items()}
+    assert max(per_layer.values()) <= CLUSTERS, per_layer
+    density = weight_density("clustered", clustered)
+    assert density.distinct == len(np.unique(np.concatenate([k.ravel() for k in clustered.layers.values()])))
+    assert density.distinct <= CLUSTERS * len(COMPRESSED) and density.distinct_per_channel <= CLUSTERS
+    filled = np.count_nonzero(_histogram(_panel(fig, "clustered"), "clustered"))
+    assert 0 < filled <= (CLUSTERS - 1) * len(COMPRESSED)
+    assert _zero_spike(_panel(fig, "clustered"), "clustered") >= (SPARSITY - 0.01) * total  # sparsity kept
+
+    # Deployed int8, dequantised: BatchNorm folded in per channel, so the values differ
+    # from the Keras ones, but each output channel keeps at most CLUSTERS and the zeros stay.
+    deployed = weight_density("deployed int8", pathway["kernels"]["deployed"])
+    assert deployed.distinct_per_channel <= CLUSTERS
+    assert deployed.zeros >= (SPARSITY - 0.01) * total
+    assert f"at most {deployed.distinct_per_channel} in one output channel" in deployed.summary
+    assert _zero_spike(_panel(fig, "deployed int8"), "deployed int8") == deployed.zeros
+
+
+def test_the_weights_figure_takes_plain_kernels_and_refuses_an_empty_model():
+    kernels = {"dense": np.array([[0.0, 0.5], [-0.5, 0.0]])}
+    density = weight_density("plain", kernels)
+    assert (density.weights, density.zeros, density.distinct, density.distinct_per_channel) == (4, 2, 3, 2)
+    assert density.edges[0] == -0.5 and density.edges[-1] == 0.5
+    # The bins are symmetric with zero at the centre of the middle one.
+    middle = len(density.edges) // 2
+    assert density.edges[middle - 1] < 0 < density.edges[middle]
+    with pytest.raises(AssertionError, match="empty: no Conv2D or Dense kernel"):
+        weight_density("empty", Kernels({}))
+
+
+@pytest.fixture(scope="module")
+def vela_report(pathway, tmp_path_factory):
+    """Vela's real estimate, with its per-layer table, of the tiny int8 model."""
+    from kws.cache import ArtifactCache
+    from kws.vela import estimate
+
+    return estimate(pathway["tflite"], TARGET, cache=ArtifactCache(tmp_path_factory.mktemp("vela-cache")))
+
+
+def test_the_vela_figure_draws_cycles_and_utilisation_per_layer_in_network_order_and_marks_the_lowest(vela_report):
+    fig = vela_layers_figure(vela_report, TARGET, "pc-s0.50-c4-seed0")
+    ax, twin = fig.axes
+    bars = vela_layer_bars(vela_report.layers)
+    # One bar per source operator: a convolution and its fused ReLU are one, their cycles summed.
+    assert len(bars) < len(vela_report.layers)
+    assert sum(b.cycles for b in bars) == sum(layer.cycles for layer in vela_report.layers)
+    names = [layer_label(b.name) for b in bars]
+    assert names[:9] == ["conv_1", "dw_1", "pw_1", "dw_2", "pw_2", "dw_3", "pw_3", "dw_4", "pw_4"]
+    cycles = [p for p in ax.patches if str(p.get_gid()).startswith("cycles:")]
+    assert [p.get_gid() for p in cycles] == [f"cycles:{n}" for n in names]
+    assert [p.get_height() for p in cycles] == [b.cycles for b in bars]
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["conv_1 (Conv2D)", "dw_1 (DepthwiseConv2D)"]
+    (line,) = [ln for ln in twin.lines if ln.get_gid() == "utilisation"]
+    expected = [np.nan if b.mac_utilisation is None else b.mac_utilisation for b in bars]
+    np.testing.assert_allclose(line.get_ydata(), expected)
+    # The lowest-utilisation layers of Vela's advice: hatched, ranked, their utilisation ringed.
+    lowest = [n.name for n in vela_report.low_utilisation]
+    assert lowest, "Vela's advice names some layer"
+    hatched = [p.get_gid() for p in cycles if p.get_hatch()]
+    assert sorted(hatched) == sorted(f"cycles:{layer_label(n)}" for n in lowest)
+    ranks = sorted(t.get_text() for t in ax.texts if t.get_gid() == "rank")
+    assert ranks == [f"#{i + 1}" for i in range(len(lowest))]
+    (ringed,) = [c for c in twin.collections if c.get_gid() == "lowest"]
+    util = {b.name: b.mac_utilisation for b in bars}
+    assert sorted(np.asarray(ringed.get_offsets())[:, 1]) == pytest.approx(sorted(util[n] for n in lowest))
+    assert TARGET in fig.get_suptitle() and "pc-s0.50-c4-seed0" in fig.get_suptitle()
+
+
+def test_the_vela_figure_takes_per_layer_rows_alone_and_finds_the_lowest_itself(vela_report):
+    fig = vela_layers_figure(list(vela_report.layers), TARGET)
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches if str(p.get_gid()).startswith("cycles:")] \
+        == [b.cycles for b in vela_layer_bars(vela_report.layers)]
+    assert any(p.get_hatch() for p in ax.patches)
+
+
+def test_layer_labels_name_the_keras_layer():
+    assert layer_label("ds-cnn-s/pw_1_relu/Relu;ds-cnn-s/pw_1_bn/FusedBatchNormV3;ds-cnn-s/pw_1/Conv2D1") == "pw_1"
+    assert layer_label("ds-cnn-s/quant_avg_pool/AvgPool") == "avg_pool"
+    assert layer_label("StatefulPartitionedCall:0") == "StatefulPartitionedCall:0"
+
+
+# ----- write_case_plots --------------------------------------------------------------------------
+
+
+def _case_row(case: str, keys: dict | None, **given) -> dict:
+    row = history_row(case, family="prune", point={"sparsity": 0.5, "schedule": "constant"}, correct=840,
+                      gzip=20_000, **given)
+    row["spec"] = {"model": "ds-cnn-s", "seed": 0, "finetune_epochs": 4, "learning_rate": 0.0004,
+                   "baseline_epochs": 20, "frontend": "mlperf-tiny", "data": "default"}
+    row["stages"] = [{"family": "prune", "params": {"sparsity": 0.5}}, {"family": "cluster", "params": {"clusters": 4}}]
+    if keys is not None:
+        row["keys"] = keys
+    return row
+
+
+def test_a_case_not_in_the_cache_is_a_clear_error_naming_it_and_what_to_run(tmp_path):
+    from kws.cache import ArtifactCache
+    from kws.errors import KwsError
+
+    keys = {"baseline": "a" * 64, "0:prune": "b" * 64, "deployed": "c" * 64}
+    row = _case_row("p-s0.50-seed0", keys)
+    with pytest.raises(KwsError) as info:
+        write_case_plots(tmp_path, row, ArtifactCache(tmp_path / "empty-cache"))
+    message = str(info.value)
+    assert message.startswith("case p-s0.50-seed0 is not in this machine's artifact cache")
+    assert "missing baseline (baseline aaaaaaaaaaaa), 0:prune (prune bbbbbbbbbbbb), deployed (tflite cccccccccccc)" \
+        in message
+    assert ("run `kws run p --sparsity 0.5 --schedule constant --seed 0 --model ds-cnn-s --epochs 4 "
+            "--learning-rate 0.0004 --baseline-epochs 20` (the recipe of tier smoke)") in message
+    assert not (tmp_path / PLOTS_DIR).exists()
+    with pytest.raises(KwsError, match="case p-s0.50-seed0: its history row holds no cache keys"):
+        write_case_plots(tmp_path, _case_row("p-s0.50-seed0", None), ArtifactCache(tmp_path / "empty-cache"))
+
+
+def test_write_case_plots_draws_a_case_from_its_models_in_the_cache(pathway, tmp_path):
+    """The tiny pathway's models stored under the stages the pipeline uses, and a row whose
+    keys name them: the weights plot and one Vela plot per target of the row."""
+    from kws.baseline import MODEL_FILE
+    from kws.cache import ArtifactCache
+    from kws.export import TFLITE_FILE
+
+    cache = ArtifactCache(tmp_path / "cache")
+
+    def stored(stage: str, name: str) -> str:
+        def build(folder: Path) -> dict:
+            source, file = (pathway["tflite"], TFLITE_FILE) if name == "deployed" else (pathway["h5"][name], MODEL_FILE)
+            (folder / file).write_bytes(source.read_bytes())
+            return {}
+        return cache.get_or_build(stage, {"test": name}, build).key
+
+    keys = {"baseline": stored("baseline", "baseline"), "0:prune": stored("prune", "prune"),
+            "1:cluster": stored("cluster", "cluster"), "deployed": stored("tflite", "deployed")}
+    row = _case_row("pc-s0.50-c4-seed0", keys, other_us=60.0)
+    paths = write_case_plots(tmp_path / "results", row, cache)
+    names = [case_plot_name(row["case"], what) for what in ("weights", f"vela-{TARGET}", f"vela-{OTHER_TARGET}")]
+    assert [p.name for p in paths] == names == ["case-pc-s0.50-c4-seed0-weights.png",
+                                                f"case-pc-s0.50-c4-seed0-vela-{TARGET}.png",
+                                                f"case-pc-s0.50-c4-seed0-vela-{OTHER_TARGET}.png"]
+    first = [p.read_bytes() for p in paths]
+    assert [p.read_bytes() for p in write_case_plots(tmp_path / "results", row, cache)] == first  # the same bytes
+    for path in paths:
+        data = path.read_bytes()
+        assert path.parent == tmp_path / "results" / PLOTS_DIR and data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png_text(data) == {"Source": case_source(row)} and is_current_case_plot(data, row)
+        assert not is_current_case_plot(data, {**row, "keys": {**keys, "deployed": "d" * 64}})
+    # The accuracy plots' stale-file removal leaves the case plots alone.
+    write_plots(tmp_path / "results", [row])
+    assert all(p.is_file() for p in paths)
+    assert not list((tmp_path / "results" / PLOTS_DIR).glob(".*"))

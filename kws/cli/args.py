@@ -281,6 +281,24 @@ def pathway_name(text: str) -> str:
     return _accepted_by(get_pathway, text)
 
 
+def case_slug(text: str) -> str:
+    """A case id of the benchmark matrix, the key of ``results/``
+    (``pcqat-s0.50-c16-seed0``): a pathway of the registry, its axis fragments and
+    ``-seed<N>``; returned as given (whether the history holds it is the handler's to say)."""
+    import re
+
+    from kws.pathways.registry import get_pathway
+
+    if not re.fullmatch(r"[A-Za-z0-9_]+(-[A-Za-z0-9._]+)*-seed[0-9]+", text):
+        _reject(f"must be a case id such as pcqat-s0.50-c16-seed0 (a pathway, its axis values, -seed<N>), "
+                f"got {text!r}")
+    try:
+        get_pathway(text.split("-")[0])
+    except ValueError as exc:
+        _reject(f"{text!r}: {exc}")
+    return text
+
+
 def vela_targets(text: str) -> list[VelaTarget]:
     """``NAME[,NAME...]``, ``all``, and target files ``T.toml``: the Vela targets, in order,
     without repeats (:func:`kws.vela.parse_targets`, which the matrix's option uses too). A
