@@ -589,3 +589,24 @@ def test_each_session_records_its_wall_time_and_the_summary_shows_the_newest_col
     summary = (results / SUMMARY_FILE).read_text()
     assert "Wall time of the newest session: cold (stages trained) 5 min 00 s (1 cases, 2 workers" in summary
     assert "; warm (all from the cache) 40 s (1 cases, 2 workers" in summary
+
+
+def test_cases_run_in_a_child_process_replaced_after_a_number_of_cases(monkeypatch):
+    import pickle
+
+    from kws.errors import KwsError
+    from kws.matrix.session import CASES_PER_PROCESS_ENV, DEFAULT_CASES_PER_PROCESS, cases_per_process
+
+    monkeypatch.delenv(CASES_PER_PROCESS_ENV, raising=False)
+    assert cases_per_process() == DEFAULT_CASES_PER_PROCESS
+    monkeypatch.setenv(CASES_PER_PROCESS_ENV, "0")
+    assert cases_per_process() == 0  # in the test process itself
+    for bad in ("-1", "many"):
+        monkeypatch.setenv(CASES_PER_PROCESS_ENV, bad)
+        with pytest.raises(KwsError, match=f"{CASES_PER_PROCESS_ENV}='{bad}': must be an integer >= 0"):
+            cases_per_process()
+    # What crosses to the child and back pickles.
+    case = _case("pcqat", sparsity=0.5, clusters=32)
+    assert pickle.loads(pickle.dumps(case)) == case
+    record = _result(deployed_accuracy=0.9)
+    assert pickle.loads(pickle.dumps(record)) == record

@@ -253,6 +253,7 @@ class MatrixRecorder:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session):
+        self.matrix.close()
         if self.worker:
             return
         # Reports first, then the verdict: a failing night still leaves a complete report.

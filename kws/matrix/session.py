@@ -9,13 +9,17 @@ hooks.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 from kws.data import DataConfig
+from kws.errors import KwsError
 from kws.matrix.checks import (
     CHECKS,
     CheckFailed,
@@ -45,6 +49,45 @@ from kws.vela import DEFAULT_TARGET
 SUMMARY_FILE = "summary.md"
 #: One line per matrix session: its wall time, how many cases it trained, on how many workers.
 SESSIONS_FILE = "sessions.jsonl"
+#: Cases run in a child process that is replaced after this many. TensorFlow keeps what
+#: every model, traced step and conversion of a process allocated (about 50 MB per fit
+#: of DS-CNN-S, more under TFMOT's wrappers): a nightly worker that trained ~60 stages
+#: in one process held 11 GB and the machine thrashed. ``KWS_CASES_PER_PROCESS=0`` runs
+#: them in the test process itself.
+CASES_PER_PROCESS_ENV = "KWS_CASES_PER_PROCESS"
+DEFAULT_CASES_PER_PROCESS = 8
+
+
+def cases_per_process() -> int:
+    text = os.environ.get(CASES_PER_PROCESS_ENV, str(DEFAULT_CASES_PER_PROCESS))
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise KwsError(f"{CASES_PER_PROCESS_ENV}={text!r}: must be an integer >= 0 (0: in this process)")
+    return value
+
+
+# The child process's own pipeline: it keeps the datasets it opened for the next cases.
+_CHILD_PIPELINE = None
+
+
+def _child_init(target_files: dict[str, str]) -> None:
+    """A fresh child knows the Vela targets the session read from files, by name."""
+    from kws.vela.targets import load_target_file
+
+    for path in target_files.values():
+        load_target_file(path)
+
+
+def _run_in_child(settings, pathway: str, point: Point, spec) -> CaseRecord:
+    global _CHILD_PIPELINE
+    from kws.pipeline import CasePipeline
+
+    if _CHILD_PIPELINE is None or _CHILD_PIPELINE.settings != settings:
+        _CHILD_PIPELINE = CasePipeline(settings=settings)
+    return _CHILD_PIPELINE.run(pathway, point, spec)
 
 
 @dataclass(frozen=True)
@@ -82,6 +125,7 @@ class MatrixSession:
     workers: int = 0  # pytest-xdist workers (0: in process)
     started: float = field(default_factory=time.monotonic)
     _results: dict = field(default_factory=dict, repr=False)
+    _executor: ProcessPoolExecutor | None = field(default=None, repr=False)
 
     # ----- cases ----------------------------------------------------------------------
     @cached_property
@@ -130,10 +174,43 @@ class MatrixSession:
         return f"{root.name}-{h.hexdigest()[:12]}"
 
     @cached_property
-    def pipeline(self):
-        from kws.pipeline import CasePipeline, Settings
+    def settings(self):
+        from kws.pipeline import Settings
 
-        return CasePipeline(settings=Settings(vela_targets=self.vela_targets, eval_dir=self.eval_dir))
+        return Settings(vela_targets=self.vela_targets, eval_dir=self.eval_dir)
+
+    @cached_property
+    def pipeline(self):
+        from kws.pipeline import CasePipeline
+
+        return CasePipeline(settings=self.settings)
+
+    def _run(self, case: Case, spec) -> CaseRecord:
+        """Run ``case`` in the child process (started on first use, replaced after
+        :func:`cases_per_process` cases), or here when that is 0."""
+        per_process = cases_per_process()
+        if per_process == 0:
+            return self.pipeline.run(case.pathway, case.point, spec)
+        if self._executor is None:
+            import multiprocessing
+
+            from kws.vela.targets import target_files
+
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=per_process,
+                initializer=_child_init, initargs=({n: str(p) for n, p in target_files().items()},))
+        try:
+            return self._executor.submit(_run_in_child, self.settings, case.pathway, case.point, spec).result()
+        except BrokenProcessPool:
+            self._executor = None
+            raise KwsError(f"{case.slug}: the process running the case died (killed for memory, or a crash in "
+                           "native code); the next case starts a new one") from None
+
+    def close(self) -> None:
+        """Stop the child process, if one runs."""
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
 
     # ----- results --------------------------------------------------------------------
     def result(self, case: Case) -> CaseRecord:
@@ -142,7 +219,7 @@ class MatrixSession:
         if case.slug not in self._results:
             try:
                 spec = replace(case.spec, data_dir=self.resolved_data_dir)
-                self._results[case.slug] = self.pipeline.run(case.pathway, case.point, spec)
+                self._results[case.slug] = self._run(case, spec)
             except Exception as exc:
                 # A case that failed (diverged, Vela refused it) fails its checks with the
                 # same error instead of being trained again by each of them.

@@ -146,6 +146,10 @@ class Point(Mapping):
     def __setattr__(self, name, value):
         raise AttributeError("a Point is immutable")
 
+    def __reduce__(self):
+        # Pickled as its values (a case runs in a child process): rebuilt through __init__.
+        return (Point, (dict(self._values),))
+
     def __hash__(self) -> int:
         return hash(self._values)
 

@@ -297,6 +297,12 @@ def _check_name(path: Path, name: str, given: bool) -> None:
                               f"{TARGET_FILE_SUFFIX} ending")
 
 
+def target_files() -> dict[str, Path]:
+    """The targets read from files in this process: name -> file (for a child process to
+    read them again, so that it knows them by name too)."""
+    return {name: path for name, (_, path) in _FROM_FILES.items()}
+
+
 def _remember(target: VelaTarget, path: Path) -> VelaTarget:
     """Keep ``target`` under its name; a name another file already gave to another target
     is refused (the reports of both would be keyed by the same name)."""
