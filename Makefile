@@ -4,9 +4,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-BENCH ?= bench
 
-.PHONY: bench test clean-venv
+.PHONY: bench matrix test clean-venv
 
 $(BIN)/kws: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +13,18 @@ $(BIN)/kws: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The main job: the benchmark suite (the smoke matrix, the property checks, the component
-# benchmarks) on the embedded default dataset; history and summary in results/.
+# The main job: the component benchmarks and the property checks (one process, so that
+# timings do not share the cores), then the smoke matrix on the embedded default dataset
+# with WORKERS pytest-xdist workers (cases that share trained stages stay together);
+# history, sessions, summary, plots and report in results/.
+WORKERS ?= 2
 bench: $(BIN)/kws
-	$(BIN)/python -m pytest $(BENCH) --benchmark-autosave --benchmark-storage=results/benchmarks $(PYTEST_ARGS)
+	$(BIN)/python -m pytest bench --ignore=bench/test_matrix.py --benchmark-autosave --benchmark-storage=results/benchmarks $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory matrix
+
+# The benchmark matrix alone (`make matrix PYTEST_ARGS="--kws-tier nightly --kws-gate"`).
+matrix: $(BIN)/kws
+	$(BIN)/python -m pytest bench/test_matrix.py -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The tests.
 test: $(BIN)/kws

@@ -123,7 +123,7 @@ class MatrixSession:
     history_problems: list[str] = field(default_factory=list)  # history lines left out
     save_errors: list[str] = field(default_factory=list)  # results that could not be written
     workers: int = 0  # pytest-xdist workers (0: in process)
-    started: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)  # reset when the first case starts
     _results: dict = field(default_factory=dict, repr=False)
     _executor: ProcessPoolExecutor | None = field(default=None, repr=False)
 
@@ -217,6 +217,11 @@ class MatrixSession:
         """The case's record, built once per process (the artifact cache makes it once
         across processes)."""
         if case.slug not in self._results:
+            if not self._results:
+                # The session's wall time is the matrix's: from its first case (the
+                # dataset and features it builds included), not pytest's collection or
+                # the component benchmarks run before it.
+                self.started = time.monotonic()
             try:
                 spec = replace(case.spec, data_dir=self.resolved_data_dir)
                 self._results[case.slug] = self._run(case, spec)
