@@ -1,6 +1,6 @@
-"""Training benchmarks on the default dataset: input-pipeline overhead, the training
-rate of the current path against the previous one, and the smoke baseline from a cold and
-from a warm cache.
+"""Training benchmarks on the default dataset: input-pipeline overhead, and the training
+rate of the current path against the previous one. (The smoke matrix's own wall time,
+cold and warm, is recorded per session in ``results/sessions.jsonl``.)
 
 Figures go to ``benchmark.extra_info``.
 """
@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kws.baseline import train_baseline
-from kws.cache import ArtifactCache
 from kws.data import SpeechCommands
 from kws.matrix.grid import load_grid
 from kws.models import ModelConfig, build_model
@@ -163,27 +161,3 @@ def test_training_rate_current_path_against_previous(benchmark, training_data):
         pytest.xfail(f"known shortfall: the current path trains at {median['current']:.0f} samples/s, "
                      f"{speedup:.2f}x the previous path's {median['previous']:.0f} "
                      f"(target {THROUGHPUT_MIN_SPEEDUP}x)")
-
-
-def test_smoke_baseline_cold_then_warm(benchmark, default_data_dir, tmp_path, monkeypatch):
-    """Cold: fresh feature and artifact caches (the dataset itself is reused). Warm: the
-    same call again must fetch, not train."""
-    monkeypatch.setenv("KWS_CACHE_DIR", str(tmp_path))
-    start = time.perf_counter()
-    cold = train_baseline(default_data_dir, train=SMOKE_TRAIN, cache=ArtifactCache())
-    cold_seconds = time.perf_counter() - start
-
-    def warm():
-        cache = ArtifactCache()
-        art = train_baseline(default_data_dir, train=SMOKE_TRAIN, cache=cache)
-        assert cache.misses == 0, "a warm cache must not retrain"
-        return art
-
-    art = benchmark.pedantic(warm, rounds=3, iterations=1)
-    assert art.key == cold.key
-    meta = cold.metadata
-    benchmark.extra_info.update(
-        cold_seconds=cold_seconds, warm_seconds=benchmark.stats.stats.mean,
-        train_seconds=meta["train_seconds"], epochs_run=meta["epochs_run"],
-        val_accuracy=meta["val_accuracy"], test_accuracy=meta["test"]["accuracy"])
-    assert np.isfinite(meta["val_accuracy"])

@@ -25,10 +25,11 @@ from kws.data.dataset import SILENCE
 from kws.errors import KwsError
 from kws.progress import progress
 
-#: Batches per call into the compiled training step. On 2 CPU cores one call per batch
-#: spends a large share of DS-CNN-S's step in Python and runtime overhead; 16 runs the same
-#: steps (bench/test_bench_train.py measures both side by side).
-STEPS_PER_EXECUTION = 16
+#: Batches per call into the compiled training step (the same weights whatever the
+#: number). 16 measured no faster on 2 CPU cores: 0.94x and 0.88x one call per batch in
+#: two clean-clone CI runs (bench/test_bench_train.py, median of 5 interleaved fits),
+#: 1.0-1.3x in isolated runs; a DS-CNN-S step at batch 100 already keeps ~1.7 cores busy.
+STEPS_PER_EXECUTION = 1
 
 
 class TrainingDivergedError(KwsError, FloatingPointError):

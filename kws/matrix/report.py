@@ -100,10 +100,17 @@ def _mark(rows: list[dict]) -> str:
 
 
 def _points(cases: dict[str, dict]) -> dict[str, list[dict]]:
+    """Rows by pathway point, in the registry's pathway order (rows arrive in the order
+    workers finish), then in the order the grid lists the points."""
+    from kws.pathways.registry import PATHWAYS
+
+    order = {name: i for i, name in enumerate(PATHWAYS)}
     points: dict[str, list[dict]] = {}
     for case, row in cases.items():
         points.setdefault(point_of(case), []).append(row)
-    return points
+    ranked = sorted(enumerate(points.items()),
+                    key=lambda item: (order.get(item[1][1][0].get("pathway"), len(order)), item[0]))
+    return {point: rows for _, (point, rows) in ranked}
 
 
 def targets_in(rows) -> list[str]:
