@@ -522,41 +522,16 @@ def tflite_kernels(tflite: bytes) -> Kernels:
     BatchNorm into them); DEPTHWISE_CONV_2D layers excluded. Read from the buffers as
     :func:`kws.inspect.inspect_tflite` reads them, with its helpers."""
     from kws.inspect.stats import Kind
-    from kws.inspect.tflite import (
-        _TFLITE_OPS,
-        _builtin_code,
-        _constant_source,
-        _decode,
-        _layer_name,
-        _parse,
-        _schema,
-        _tensor_array,
-    )
+    from kws.inspect.tflite import weight_tensors
 
-    schema = _schema()
-    model = _parse(tflite, schema)
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    layers, excluded, seen = {}, [], set()
-    for graph in model.subgraphs or []:
-        producers = {out: op for op in graph.operators or [] for out in op.outputs}
-        for op in graph.operators or []:
-            op_name = op_names.get(_builtin_code(model.operatorCodes[op.opcodeIndex]))
-            if op_name not in _TFLITE_OPS or len(op.inputs) < 2 or op.inputs[1] < 0:
-                continue
-            index = _constant_source(graph, producers, op.inputs[1], op_names, model)
-            if (id(graph), index) in seen:  # one tensor shared by several ops
-                continue
-            seen.add((id(graph), index))
-            tensor = graph.tensors[index]
-            tensor_name = _decode(tensor.name)
-            name = _layer_name(tensor_name)
-            if _TFLITE_OPS[op_name][0] == Kind.DEPTHWISE:
-                excluded.append(name)
-                continue
-            if name in layers:
-                name = tensor_name
-            # TFLite weights hold the output channels first: CONV_2D [out, h, w, in], FULLY_CONNECTED [out, in].
-            layers[name] = _dequantised(tensor, _tensor_array(tflite, model, tensor, tensor_name, schema))
+    layers, excluded = {}, []
+    for w in weight_tensors(tflite):
+        if w.kind == Kind.DEPTHWISE:
+            excluded.append(w.layer)
+            continue
+        name = w.tensor_name if w.layer in layers else w.layer
+        # TFLite weights hold the output channels first: CONV_2D [out, h, w, in], FULLY_CONNECTED [out, in].
+        layers[name] = _dequantised(w.tensor, w.weights)
     return Kernels(layers, tuple(excluded))
 
 

@@ -4,6 +4,9 @@ through TensorFlow's generated schema bindings."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,24 +30,32 @@ _TFLITE_OPS = {
 _WEIGHT_OP = re.compile(r"^(Conv2D|depthwise|MatMul|Tensordot)(_?\d+)?$")
 
 
-def inspect_tflite(tflite: bytes, *, clusters: int | None = None,
-                   m_by_n: tuple[int, int] | None = None, min_weights: int = 0,
-                   cluster_per_channel: bool = True) -> ModelStats:
-    """Weight statistics of every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED operator
-    of a TFLite flatbuffer, read from its buffers (the model is not run).
+@dataclass(frozen=True)
+class WeightTensor:
+    """One weight tensor of a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED operator:
+    ``weights`` as stored (int8 with ``tensor.quantization``, float16 or float32), its
+    output- and input-channel axes, and the Keras layer its name points to."""
 
-    Layers are named after the Keras layer found in the weight tensor's name (``pw_1``)
-    or else the tensor name. Integer weights count a weight as zero when it equals its
-    channel's zero point. Float16 weights behind a DEQUANTIZE op are followed to the
-    float16 constant. ``clusters``, ``min_weights`` and ``cluster_per_channel`` mark
-    layers as in :func:`inspect_keras`; a TFLite model keeps no trace of whether a Keras
-    layer had a bias, so the per-channel count is the weights per output channel.
-    """
+    kind: Kind
+    out_axis: int
+    in_axis: int
+    tensor: Any
+    tensor_name: str
+    weights: np.ndarray
+
+    @property
+    def layer(self) -> str:
+        return _layer_name(self.tensor_name)
+
+
+def weight_tensors(tflite: bytes) -> Iterator[WeightTensor]:
+    """Every weight tensor of the flatbuffer's weight operators, in graph order, each once
+    (a tensor shared by several operators is read once; float16 weights behind a
+    DEQUANTIZE op are followed to the float16 constant)."""
     schema = _schema()
-    m_by_n = _validate_m_by_n(m_by_n)
     model = _parse(tflite, schema)
     op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    stats, seen, used_names = [], set(), set()
+    seen = set()
     for graph in model.subgraphs or []:
         producers = {out: op for op in graph.operators or [] for out in op.outputs}
         for op in graph.operators or []:
@@ -58,19 +69,39 @@ def inspect_tflite(tflite: bytes, *, clusters: int | None = None,
             kind, out_axis, in_axis = _TFLITE_OPS[op_name]
             tensor = graph.tensors[index]
             tensor_name = _decode(tensor.name)
-            weights = _tensor_array(tflite, model, tensor, tensor_name, schema)
-            zero = _zero_points(tensor, weights)
-            name = _layer_name(tensor_name)
-            if name in used_names:
-                name = tensor_name
-            used_names.add(name)
-            per_channel = weights.size // weights.shape[out_axis]
-            status = _status(kind, size=weights.size, clusters=clusters,
-                             min_weights=min_weights,
-                             clustered_count=per_channel if cluster_per_channel else weights.size,
-                             in_channels=weights.shape[in_axis], m_by_n=m_by_n)
-            stats.append(_layer_stats(name, kind, status, weights, out_axis=out_axis,
-                                      in_axis=in_axis, zero=zero, m_by_n=m_by_n))
+            yield WeightTensor(kind, out_axis, in_axis, tensor, tensor_name,
+                               _tensor_array(tflite, model, tensor, tensor_name, schema))
+
+
+def inspect_tflite(tflite: bytes, *, clusters: int | None = None,
+                   m_by_n: tuple[int, int] | None = None, min_weights: int = 0,
+                   cluster_per_channel: bool = True) -> ModelStats:
+    """Weight statistics of every CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED operator
+    of a TFLite flatbuffer, read from its buffers (the model is not run).
+
+    Layers are named after the Keras layer found in the weight tensor's name (``pw_1``)
+    or else the tensor name. Integer weights count a weight as zero when it equals its
+    channel's zero point. Float16 weights behind a DEQUANTIZE op are followed to the
+    float16 constant. ``clusters``, ``min_weights`` and ``cluster_per_channel`` mark
+    layers as in :func:`inspect_keras`; a TFLite model keeps no trace of whether a Keras
+    layer had a bias, so the per-channel count is the weights per output channel.
+    """
+    m_by_n = _validate_m_by_n(m_by_n)
+    stats, used_names = [], set()
+    for w in weight_tensors(tflite):
+        weights = w.weights
+        zero = _zero_points(w.tensor, weights)
+        name = w.layer
+        if name in used_names:
+            name = w.tensor_name
+        used_names.add(name)
+        per_channel = weights.size // weights.shape[w.out_axis]
+        status = _status(w.kind, size=weights.size, clusters=clusters,
+                         min_weights=min_weights,
+                         clustered_count=per_channel if cluster_per_channel else weights.size,
+                         in_channels=weights.shape[w.in_axis], m_by_n=m_by_n)
+        stats.append(_layer_stats(name, w.kind, status, weights, out_axis=w.out_axis,
+                                  in_axis=w.in_axis, zero=zero, m_by_n=m_by_n))
     return ModelStats("tflite", tuple(stats))
 
 
