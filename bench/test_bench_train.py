@@ -138,8 +138,11 @@ def test_training_rate_current_path_against_previous(benchmark, training_data):
     rates = {"current": [], "previous": []}
 
     def measure():
-        for _ in range(THROUGHPUT_ROUNDS):
-            for name, run in (("current", run_current), ("previous", run_previous)):
+        pair = (("current", run_current), ("previous", run_previous))
+        for round_ in range(THROUGHPUT_ROUNDS):
+            # Alternate which side goes first: with identical paths, the second of each
+            # pair measured 15% faster (0.85x) when the order was fixed.
+            for name, run in pair if round_ % 2 == 0 else pair[::-1]:
                 t = time.perf_counter()
                 run()
                 rates[name].append(n / (time.perf_counter() - t))
