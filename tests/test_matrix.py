@@ -516,15 +516,6 @@ vela_weights_ratio = 2.0
                                     "ptq_int8-seed0: gzip size * B is *% above the median of 2 earlier run(s)*"])
     assert len(read_history(results / "history.jsonl")) == len(better) + 2  # the report is still written
     assert "| ptq_int8 | 1 |" in " ".join((results / "summary.md").read_text().split())
-    # The run ends with the answer: the table of what ran, then the advisor's choice.
-    out = first.stdout.str()
-    answer = out[out.index("kws: tier smoke on "):]
-    assert "| ptq_dynamic " in answer and "| ptq_int8 " in answer
-    first.stdout.fnmatch_lines(["kws recommend (minimise Vela ethos-u55-256 latency*, drop <= 1 pp with 95% "
-                                "confidence): *", "  all candidates, with why each was ruled out: kws recommend*",
-                                "kws report: */report.html (* plots in */plots)"])
-    assert (results / "report.html").is_file() and list((results / "plots").glob("*.png"))
-    assert "passed" in out.rstrip().splitlines()[-1]  # nothing but pytest's count after the answer
 
     # A results folder that cannot be written is refused before any training ...
     blocked = tmp_path / "a-file"
