@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: bench matrix test clean-venv
+.PHONY: bench matrix search-benchmark test clean-venv
 
 $(BIN)/kws: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ bench: $(BIN)/kws
 # The benchmark matrix alone (`make matrix PYTEST_ARGS="--kws-tier nightly --kws-gate"`).
 matrix: $(BIN)/kws
 	$(BIN)/python -m pytest bench/test_matrix.py -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# The search benchmark: a multi-objective TPE search against random search with the same
+# budget and seed, at the nightly recipe on the default data, judged on both NPUs; then
+# their comparison (hypervolume ratio, the fastest trial within 1 pp against QAT) in
+# results/search/. About an hour on 2 cores; a resumed run continues where it stopped.
+SEARCH_ARGS ?= --tier nightly --pathways lfilterqat,lfilter24qat --maximise accuracy \
+	--minimise latency:ethos-u55-256 --minimise latency:ethos-u85-256 --max-drop 1.0 --trials 40
+search-benchmark: $(BIN)/kws
+	$(BIN)/kws search --study u55-u85-tpe --sampler tpe $(SEARCH_ARGS) & \
+	$(BIN)/kws search --study u55-u85-random --sampler random $(SEARCH_ARGS); wait
+	$(BIN)/kws search compare u55-u85-tpe u55-u85-random --max-drop 1.0
 
 # The tests.
 test: $(BIN)/kws

@@ -72,6 +72,13 @@ class ModelConfig:
         return asdict(self)
 
 
+def filter_groups(config: ModelConfig) -> tuple[str, ...]:
+    """The standard convolutions that own their filters, in chain order: ``conv_1``, then
+    each block's pointwise ``pw_i`` (the layer names :func:`build_model` gives). Filter
+    pruning takes one ratio per group."""
+    return ("conv_1", *(f"pw_{i}" for i in range(1, ARCHITECTURES[config.name].blocks + 1)))
+
+
 def parse_model(spec: str, **overrides) -> ModelConfig:
     """``ds-cnn-s``, ``ds-cnn-s-mlperf`` (MLPerf Tiny's variant) -> a config."""
     mlperf = spec.endswith("-mlperf")

@@ -829,7 +829,7 @@ def _run_hint(row: dict) -> str:
     words = ["kws", "run", pathway]
     for name, value in (row.get("point") or {}).items():
         if name in AXES:
-            words += [AXES[name].flag, str(value)]
+            words += [AXES[name].flag, AXES[name].text(value)]
     spec = row.get("spec") or {}
     for name, flag in (("seed", "--seed"), ("model", "--model"), ("finetune_epochs", "--epochs"),
                        ("learning_rate", "--learning-rate"), ("baseline_epochs", "--baseline-epochs")):

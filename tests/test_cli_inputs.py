@@ -55,6 +55,12 @@ BAD: dict[str, tuple[str, ...]] = {
     "input_folder": ("{missing}", "{file}"),
     "output_file": ("{folder}", "{file}/record.json", "/proc/kws-absent/record.json"),
     "output_folder": ("{file}", "{file}/sub", "/proc/kws-absent"),
+    # kws search
+    "study_name": ("", "a/b", "x" * 65),
+    "goal_spec": ("bogus", "latency:ethos-u99-1", "size:ethos-u55-256"),
+    "constraint_spec": ("flash<1", "bogus<=1", "gzip_bytes<=x"),
+    "pathway_list": ("bogus", "p,bogus", ","),
+    "storage_spec": ("", "{folder}"),
 }
 
 #: A value each kind accepts, for the options a command requires and for the parse test.
@@ -68,15 +74,19 @@ GOOD: dict[str, str] = {
     "comma_list": "yes,no", "parse_age": "7d", "input_file": "{file}", "input_folder": "{folder}",
     "output_file": "{missing}/deeper/record.json", "output_folder": "{missing}",
     "non_negative_number": "0", "non_empty_name": "synth-b1db259d0e4a", "case_slug": "pcqat-s0.50-c16-seed0",
+    "study_name": "u55-search", "goal_spec": "latency:ethos-u85-256", "constraint_spec": "gzip_bytes<=30000",
+    "pathway_list": "lfilterqat,lfilter24qat", "storage_spec": "{missing}/study.journal",
 }
 #: Where one option needs another valid value than its kind's.
 GOOD_BY_OPTION = {"--clusters": "8"}
 
 def _leaves(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()):
-    """(command words, parser) for every runnable command, nested ones included."""
+    """(command words, parser) for every runnable command, nested ones included: a command
+    that runs itself and also has subcommands (``kws search``) is one of them."""
     groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not groups:
+    if not groups or (words and parser.get_default("func") is not None and not groups[0].required):
         yield " ".join(words), parser
+    if not groups:
         return
     for name, sub in groups[0].choices.items():
         yield from _leaves(sub, (*words, name))
@@ -259,6 +269,10 @@ def test_an_axis_out_of_range_for_the_pathway_names_the_flag(monkeypatch, capsys
     assert err.count("\n") == 1 and err.startswith("kws run: error: --sparsity: sparsity must be in (0, 1)")
     assert main(["run", "c", "--clusters", "500"]) == 2
     assert "--clusters: clusters must be in [2, " in capsys.readouterr().err
+    assert main(["run", "lfilter", "--filter-ratios", "0.2,0.3"]) == 2
+    assert capsys.readouterr().err == ("kws run: error: --filter-ratios: filter_ratios needs 5 ratios for ds-cnn-s, "
+                                       "one per layer group (conv_1, pw_1, pw_2, pw_3, pw_4), or one for every "
+                                       "group; got 2: 0.2,0.3\n")
 
 
 class _Record:

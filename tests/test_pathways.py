@@ -9,11 +9,13 @@ import pytest
 
 from kws.cache import ArtifactCache
 from kws.inspect import inspect_keras, inspect_tflite
-from kws.models import ModelConfig
-from kws.pathways import PATHWAYS, get_pathway, load_model, make_point
+from kws.models import ModelConfig, filter_groups
+from kws.pathways import AXES, PATHWAYS, Point, get_pathway, load_model, make_point
+from kws.pathways.axes import SearchDim
 from kws.pathways.base import FineTune
 from kws.pathways.cluster import Cluster
 from kws.pathways.prune import Prune
+from kws.pathways.registry import point_from_dims, search_space
 from kws.pipeline import CasePipeline, RunSpec, Settings
 from kws.record import CaseRecord
 from kws.train import TrainConfig
@@ -72,6 +74,12 @@ def _stage_model(record, cache, index=-1):
     ("qat", {"sparsity": 0.5}, "does not take sparsity; it takes none"),
     ("p", {"schedule": "cosine"}, "schedule must be one of constant, polynomial"),
     ("p", {"bogus": 1}, "unknown parameter"),
+    ("lfilter", {"filter_ratios": "0.2,0.3"}, r"needs 5 ratios .* \(conv_1, pw_1, pw_2, pw_3, pw_4\).* got 2: 0.2,0.3"),
+    ("lfilter", {"filter_ratios": (0.5, 0, 0, 0, 1.0)}, r"must each be in \[0, 1\) .* got 1 for pw_4"),
+    ("lfilterqat", {"filter_ratios": 1.0}, r"must each be in \[0, 1\) .* got 1 for every group"),
+    ("lfilter", {"filter_ratios": "0.2,x"}, "filter_ratios must be numbers separated by commas"),
+    ("lfilter", {"sparsity": 0.5}, "does not take sparsity; it takes filter_ratios"),
+    ("filter", {"filter_ratios": 0.5}, "does not take filter_ratios; it takes sparsity"),
 ])
 def test_bad_hyperparameters_fail_before_training(name, given, message):
     with pytest.raises(ValueError, match=message):
@@ -104,9 +112,140 @@ def test_registry_lists_every_pathway_with_what_it_takes(capsys):
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
     assert set(listed) == set(PATHWAYS) >= {"ptq_dynamic", "ptq_fp16", "ptq_int8", "qat", "p", "c", "pc",
                                             "pqat", "cqat", "pcqat", "p24", "p24qat", "cpc", "cpcqat",
-                                            "alpha", "filter", "filterqat"}
+                                            "alpha", "filter", "filterqat", "lfilter", "lfilterqat",
+                                            "lfilter24qat"}
     assert listed["pcqat"]["takes"] == ["sparsity", "schedule", "clusters"]
     assert listed["ptq_fp16"]["export"] == "float16"
+    assert listed["lfilter24qat"]["takes"] == ["filter_ratios"] and listed["lfilter"]["family"] == "structured"
+
+
+# ----- the per-group filter ratios axis ----------------------------------------------------
+
+
+RATIOS = AXES["filter_ratios"]
+
+
+@pytest.mark.parametrize("raw", ["0.2,0.3,0,0.1,0.25", " 0.2, 0.3,0 ,0.1,0.25", [0.2, 0.3, 0, 0.1, 0.25],
+                                 (0.2, 0.3, 0.0, 0.1, 0.25)])
+def test_filter_ratios_parse_from_the_command_line_toml_and_json_alike(raw):
+    assert RATIOS.validate(raw, TINY) == (0.2, 0.3, 0.0, 0.1, 0.25)
+
+
+def test_filter_ratios_flag_parses_a_comma_separated_list():
+    from kws.cli.args import axis_value
+
+    assert axis_value(RATIOS)("0.2,0.3,0,0.1,0.25") == (0.2, 0.3, 0.0, 0.1, 0.25)
+    assert RATIOS.text((0.2, 0.3, 0.0, 0.1, 0.25)) == "0.2,0.3,0,0.1,0.25" and RATIOS.text(RATIOS.default) == "0.5"
+
+
+def test_filter_ratios_count_follows_the_model_and_one_ratio_fits_every_model():
+    large = ModelConfig(name="ds-cnn-l")
+    assert RATIOS.validate("0.1,0.2,0.3,0.4,0.5,0.6", large) == (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+    with pytest.raises(ValueError, match=r"needs 6 ratios for ds-cnn-l, .*conv_1, pw_1, pw_2, pw_3, pw_4, pw_5"):
+        RATIOS.validate("0.1,0.2,0.3,0.4,0.5", large)
+    for model in (TINY, large, ModelConfig(name="ds-cnn-m")):
+        assert RATIOS.validate(RATIOS.default, model) == (0.5,)
+
+
+@pytest.mark.parametrize("ratios, fragment", [
+    ((0.2, 0.3, 0.0, 0.1, 0.25), "r20-30-00-10-25"),
+    ((0.5,), "r50"),
+    ((0.125, 0.05, 0.0, 0.7, 0.75), "r12.5-05-00-70-75"),
+])
+def test_filter_ratios_fragment_is_whole_percentages(ratios, fragment):
+    from kws.matrix.grid import slug
+
+    assert RATIOS.fragment(ratios) == fragment
+    assert slug("lfilterqat", make_point(get_pathway("lfilterqat"), TINY, filter_ratios=ratios), 0) == \
+        f"lfilterqat-{fragment}-seed0"
+
+
+def test_a_point_with_ratios_round_trips_through_json_and_pickle():
+    import json
+    import pickle
+
+    point = make_point(get_pathway("lfilter"), TINY, filter_ratios="0.2,0.3,0,0.1,0.25")
+    plain = point.to_dict()
+    assert plain == {"filter_ratios": [0.2, 0.3, 0.0, 0.1, 0.25]}
+    back = Point(json.loads(json.dumps(plain)))
+    assert back == point and hash(back) == hash(point) and back.filter_ratios == (0.2, 0.3, 0.0, 0.1, 0.25)
+    assert pickle.loads(pickle.dumps(point)) == point
+
+
+def test_per_group_filter_pathways_promise_what_their_last_stages_keep():
+    from kws.pathways.base import Preserve
+    from kws.pathways.structured import FilterPrune
+
+    point = make_point(get_pathway("lfilter24qat"), TINY, filter_ratios="0.2,0.3,0,0.1,0.25")
+    first, prune, _ = get_pathway("lfilter24qat").stages(point)
+    assert first == FilterPrune(ratios=(0.2, 0.3, 0.0, 0.1, 0.25), multiple_of=4)
+    assert prune == Prune(sparsity=0.5, m_by_n=(2, 4))
+    assert get_pathway("lfilter24qat").promises(point) == {Preserve.SPARSITY: 0.5}
+    assert get_pathway("lfilterqat").promises(point) == get_pathway("lfilter").promises(point) == {}
+
+
+# ----- search spaces ---------------------------------------------------------------------------
+
+
+def _sample(dim: SearchDim, where: str):
+    """The low end, the high end or a middle value of one dimension, on its grid."""
+    if dim.kind == "categorical":
+        return dim.choices[{"low": 0, "high": -1, "middle": len(dim.choices) // 2}[where]]
+    steps = round((dim.high - dim.low) / dim.step)
+    # Summed as a sampler does, so the float noise from_dims rounds away is there.
+    return dim.low + {"low": 0, "high": steps, "middle": steps // 2}[where] * dim.step
+
+
+def test_every_axis_declares_where_a_search_looks():
+    for axis in AXES.values():
+        dims = axis.dims(ModelConfig())
+        assert dims, f"axis {axis.name} declares no search range"
+        sampled = {dim.name: _sample(dim, "low") for dim in dims}
+        axis.from_dims(sampled, ModelConfig())
+
+
+@pytest.mark.parametrize("model", [ModelConfig(), TINY, ModelConfig(name="ds-cnn-l")], ids=lambda m: m.slug)
+@pytest.mark.parametrize("name", list(PATHWAYS))
+def test_the_ends_and_middle_of_a_search_space_are_valid_distinct_points(name, model):
+    from kws.matrix.grid import slug
+
+    pathway = get_pathway(name)
+    space = search_space(pathway, model)
+    assert [d.name for d in space] == [n for axis in pathway.takes for n in
+                                       ([f"filter_ratios.{g}" for g in filter_groups(model)]
+                                        if axis == "filter_ratios" else [axis])]
+    points = [point_from_dims(pathway, {d.name: _sample(d, where) for d in space}, model)
+              for where in ("low", "high", "middle")]
+    for point in points:
+        assert make_point(pathway, model, **point) == point
+    slugs = {slug(name, point, 0) for point in points}
+    assert len(slugs) == (3 if space else 1), slugs
+
+
+def test_clusters_a_model_cannot_hold_are_left_out_of_its_space():
+    (dim,) = search_space(get_pathway("c"), TINY)  # 16 filters: at most 16 clusters
+    assert dim == SearchDim("clusters", "categorical", choices=(4, 8, 16))
+    assert search_space(get_pathway("c"), ModelConfig())[0].choices == (4, 8, 16, 32)
+    (schedule,) = [d for d in search_space(get_pathway("p")) if d.name == "schedule"]
+    assert schedule.choices == ("constant", "polynomial")
+
+
+def test_sampled_floats_are_rounded_to_their_step():
+    point = point_from_dims(get_pathway("p"), {"sparsity": 0.30000000000000004, "schedule": "polynomial"})
+    assert point == Point(sparsity=0.3, schedule="polynomial") and point.sparsity == 0.3
+    ratios = {f"filter_ratios.{g}": 0.1 * 3 for g in filter_groups(TINY)}
+    assert point_from_dims(get_pathway("lfilter"), ratios, TINY).filter_ratios == (0.3,) * 5
+
+
+@pytest.mark.parametrize("name, values, message", [
+    ("p", {"sparsity": 0.5}, "no value for search dimension"),
+    ("p", {"sparsity": 0.5, "schedule": "constant", "clusters": 8}, r"p has no search dimension\(s\) \['clusters'\]"),
+    ("pcqat", {"sparsity": 0.5, "schedule": "constant", "clusters": 2}, "needs at least 3"),
+    ("lfilter", {"filter_ratios": 0.5}, "filter_ratios.conv_1"),
+])
+def test_values_outside_a_space_or_the_stage_chain_are_rejected(name, values, message):
+    with pytest.raises(ValueError, match=message):
+        point_from_dims(get_pathway(name), values, TINY)
 
 
 # ----- preservation facts -------------------------------------------------------------

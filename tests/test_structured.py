@@ -12,7 +12,9 @@ from kws.pathways.structured import (
     FilterPrune,
     filter_norms,
     filter_widths,
+    kept_count,
     kept_filters,
+    layer_ratios,
     mask_filters,
     plan_filters,
     shrink,
@@ -20,6 +22,8 @@ from kws.pathways.structured import (
 from kws.train import TrainConfig, TrainingData
 
 PRUNED = ("conv_1", "pw_1", "pw_2", "pw_3", "pw_4")
+#: One ratio per layer group of DS-CNN-S, uneven, with whole layers among them.
+UNEVEN = (0.0, 0.5, 0.25, 0.0, 0.75)
 
 
 def randomize(model, seed: int = 0):
@@ -46,6 +50,16 @@ def model():
 @pytest.fixture(scope="module")
 def features():
     return np.random.default_rng(1).normal(size=(32, 49, 10, 1)).astype(np.float32)
+
+
+def tiny_context(seed: int = 3) -> StageContext:
+    """48 random clips, one epoch in batches of 16: a stage runs in seconds."""
+    rng = np.random.default_rng(seed)
+    train = rng.normal(size=(1, 48, 49, 10)).astype(np.float32)
+    labels = np.arange(48, dtype=np.int32) % 12
+    data = TrainingData(train, labels, train[0, :16], labels[:16], fingerprint={})
+    base = TrainConfig(epochs=1, batch_size=16, augmentation=None, early_stopping_patience=None)
+    return StageContext(data, base, label_names=tuple(map(str, range(12))))
 
 
 def masked_by_hand(model, keep):
@@ -173,12 +187,8 @@ def test_run_fine_tunes_the_smaller_model_and_reports_its_sizes():
     from kws.compat import keras
     from kws.pathways.registry import get_pathway, make_point
 
-    rng = np.random.default_rng(3)
-    train = rng.normal(size=(1, 48, 49, 10)).astype(np.float32)
-    labels = np.arange(48, dtype=np.int32) % 12
-    data = TrainingData(train, labels, train[0, :16], labels[:16], fingerprint={})
-    base = TrainConfig(epochs=1, batch_size=16, augmentation=None, early_stopping_patience=None)
-    ctx = StageContext(data, base, label_names=tuple(map(str, range(12))))
+    ctx = tiny_context()
+    train = ctx.data.train
     (stage,) = get_pathway("filter").stages(make_point(get_pathway("filter"), sparsity=0.75))
     stage = stage.with_finetune(FineTune(epochs=1))
     assert stage == FilterPrune(sparsity=0.75, finetune=FineTune(epochs=1))
@@ -200,3 +210,110 @@ def test_run_fine_tunes_the_smaller_model_and_reports_its_sizes():
     assert isinstance(small, keras.Model)
     for a, b in zip(before, original.get_weights()):
         np.testing.assert_array_equal(a, b)
+    assert meta["ratios"] == dict.fromkeys(PRUNED, 0.75)
+
+
+# ----- a ratio per layer group --------------------------------------------------------
+
+
+def test_each_layer_keeps_the_share_its_own_ratio_leaves(model):
+    keep = plan_filters(model, None, UNEVEN)
+    assert {name: len(kept) for name, kept in keep.items()} == dict(zip(PRUNED, (64, 32, 48, 64, 16)))
+    assert filter_widths(shrink(model, keep)) == dict(zip(PRUNED, (64, 32, 48, 64, 16)))
+    assert layer_ratios(model, None, UNEVEN) == dict(zip(PRUNED, UNEVEN))
+
+
+def test_a_ratio_of_zero_keeps_its_layer_whole(model):
+    keep = plan_filters(model, None, UNEVEN)
+    np.testing.assert_array_equal(keep["conv_1"], np.arange(64))
+    np.testing.assert_array_equal(keep["pw_3"], np.arange(64))
+    small = shrink(model, keep)
+    for a, b in zip(small.get_layer("conv_1").get_weights(), model.get_layer("conv_1").get_weights()):
+        np.testing.assert_array_equal(a, b)  # conv_1 reads the whole input: nothing changes
+
+
+def test_one_ratio_stands_for_every_layer_as_sparsity_does(model):
+    broadcast, uniform = plan_filters(model, None, (0.75,)), plan_filters(model, 0.75)
+    assert list(broadcast) == list(uniform) == list(PRUNED)
+    for name in PRUNED:
+        np.testing.assert_array_equal(broadcast[name], uniform[name])
+
+
+@pytest.mark.parametrize("ratios", [UNEVEN, (0.7, 0.1, 0.6, 0.3, 0.45)])
+def test_smaller_model_reproduces_the_masked_original_with_uneven_ratios(model, features, ratios):
+    keep = plan_filters(model, None, ratios)
+    assert len({len(kept) for kept in keep.values()}) > 1, "the ratios must differ between layers"
+    expected = masked_by_hand(model, keep)(features, training=False).numpy()
+    got = shrink(model, keep)(features, training=False).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4 * max(1, np.abs(expected).max()), rtol=0)
+    assert np.abs(model(features, training=False).numpy() - expected).max() > 0.1
+
+
+def test_ratios_of_the_wrong_count_name_the_prunable_layers(model):
+    with pytest.raises(ValueError, match=r"need 5, one per prunable layer \(conv_1, pw_1, pw_2, pw_3, pw_4\)"):
+        plan_filters(model, None, (0.1, 0.2))
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"ratios": (0.5, 1.0)}, r"ratios must be one or more fractions in \[0, 1\)"),
+    ({"ratios": (-0.1,)}, r"ratios must be one or more fractions in \[0, 1\)"),
+    ({"ratios": ()}, r"ratios must be one or more fractions"),
+    ({"multiple_of": 0}, "multiple_of must be an integer >= 1"),
+])
+def test_bad_ratios_are_rejected_naming_the_field(given, message):
+    with pytest.raises(ValueError, match=message):
+        FilterPrune(**given)
+
+
+def test_kept_counts_round_to_a_multiple_when_asked():
+    assert kept_count(64, 0.05, 4) == 60 and kept_count(64, 0.05) == 61
+    assert kept_count(16, 0.3, 4) == 12 and kept_count(16, 0.95, 4) == 4  # at least one multiple
+    assert kept_count(10, 0.0, 4) == 10  # a ratio of 0 keeps the layer whole, multiple or not
+
+
+def test_the_cache_key_of_a_uniform_filter_stage_is_unchanged():
+    """The parameters are the stage's cache key: stages stored before per-group ratios
+    existed must keep theirs."""
+    assert FilterPrune(sparsity=0.5).params() == {
+        "finetune": {"epochs": 15, "learning_rate": 1e-4}, "sparsity": 0.5}
+    grouped = FilterPrune(ratios=[0.2, 0.0], multiple_of=4)
+    assert grouped.ratios == (0.2, 0.0)
+    assert grouped.params() == {"finetune": {"epochs": 15, "learning_rate": 1e-4}, "ratios": [0.2, 0.0],
+                                "multiple_of": 4}
+    assert FilterPrune(ratios=(0.5,)).params() != FilterPrune(sparsity=0.5).params()
+
+
+def test_per_group_pruning_then_two_four_and_qat_deploys_half_zeros_in_narrower_layers():
+    """The lfilter24qat chain on a 16-filter model: each group keeps a multiple of 4
+    filters, so 2:4 pruning zeroes exactly half of every checked layer and QAT keeps it."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kws.export import to_tflite
+    from kws.inspect import inspect_tflite
+    from kws.pathways.registry import get_pathway, make_point
+
+    tiny = ModelConfig(alpha=0.25)
+    pathway = get_pathway("lfilter24qat")
+    point = make_point(pathway, tiny, filter_ratios="0,0.5,0.25,0.3,0.75")
+    assert pathway.promises(point) == {SPARSITY: 0.5}
+    ctx = tiny_context(seed=5)
+    model, preserved, metas = randomize(build_model(tiny), seed=6), frozenset(), []
+    for stage in pathway.stages(point):
+        model, meta = stage.with_finetune(FineTune(epochs=1)).run(model, ctx, preserved)
+        preserved = stage.preserved(preserved)
+        metas.append(meta)
+    widths = dict(zip(PRUNED, (16, 8, 12, 12, 4)))  # 0.3 of 16 leaves 11.2: rounded to 12
+    assert metas[0]["widths_before"] == dict.fromkeys(PRUNED, 16) and metas[0]["widths_after"] == widths
+    assert metas[0]["ratios"] == dict(zip(PRUNED, (0.0, 0.5, 0.25, 0.3, 0.75)))
+    assert metas[2]["scheme"] == "pqat" and preserved == {SPARSITY}
+
+    clips = ctx.data.train[0, :16]
+    flat = to_tflite(model, "int8", representative=clips)
+    stats = inspect_tflite(flat, m_by_n=(2, 4))
+    assert {layer.name for layer in stats.checked()} >= {"pw_1", "pw_2", "pw_3", "pw_4"}
+    assert all(layer.m_by_n_ok for layer in stats.checked())
+    assert stats.sparsity() >= 0.5 - 0.01
+    assert {name: stats.get(name).shape[0] for name in PRUNED} == widths  # output channels first
+    interpreter = Interpreter(model_content=flat)
+    interpreter.allocate_tensors()
+    assert list(interpreter.get_output_details()[0]["shape"]) == [1, 12]

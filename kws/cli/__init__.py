@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "kws.cli.vela",
     "kws.cli.recommend",
     "kws.cli.report",
+    "kws.cli.results",
+    "kws.cli.search",
 )
 
 

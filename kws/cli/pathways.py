@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     for axis in AXES.values():
         run.add_argument(axis.flag, dest=axis.name, type=str if axis.choices else args.axis_value(axis),
                          default=None, choices=[str(c) for c in axis.choices] or None,
-                         help=f"{axis.help} (default {axis.default})")
+                         help=f"{axis.help} (default {axis.text(axis.default)})")
     run.add_argument("--epochs", type=args.positive_int, default=None,
                      help="fine-tuning epochs per stage (default 15)")
     run.add_argument("--learning-rate", type=args.positive_number, default=None,
@@ -124,7 +124,8 @@ def _run(ns) -> int:
 def default_record_path(record) -> Path:
     from kws._fs import cache_root
 
-    params = "-".join(f"{k}{v}" for k, v in {**record.point, "seed": record.seed}.items())
+    text = {name: axis.text for name, axis in AXES.items()}
+    params = "-".join(f"{k}{text.get(k, str)(v)}" for k, v in {**record.point, "seed": record.seed}.items())
     return cache_root() / "runs" / f"{record.pathway}-{params}-{record.keys['deployed'][:12]}.json"
 
 

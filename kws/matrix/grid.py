@@ -26,7 +26,10 @@ from kws.train import TrainConfig
 TIERS = ("smoke", "nightly", "paper")
 DATA_MODES = ("default", "required")
 _TIER_KEYS = {"description", "seeds", "baseline_epochs", "finetune_epochs", "data", "pathways",
-              "axes", "pathway_axes", "model", "frontend", "learning_rates", "finetune_learning_rate"}
+              "axes", "pathway_axes", "model", "frontend", "learning_rates", "finetune_learning_rate",
+              "points"}
+#: Keys of a named point (``[[tiers.NAME.points]]``) besides the axes of its pathway.
+_POINT_KEYS = {"name", "pathway", "study", "trial"}
 
 
 class GridError(ValueError):
@@ -51,6 +54,9 @@ class Tier:
     frontend: str = "mlperf-tiny"
     learning_rates: tuple[float, ...] = TrainConfig.learning_rates
     finetune_learning_rate: float = FineTune.learning_rate
+    # Named points outside the product of the axes (``kws search promote`` writes them):
+    # (name, pathway, {axis: value}).
+    points: tuple = field(default=(), hash=False)
 
     def axes_of(self, pathway: Pathway) -> dict[str, tuple]:
         """The axes ``pathway`` takes, with this tier's per-pathway replacements."""
@@ -187,11 +193,13 @@ def _tier(path: Path, name: str, entry: dict) -> Tier:
     finetune_rate = entry.get("finetune_learning_rate", FineTune.learning_rate)
     if isinstance(finetune_rate, bool) or not isinstance(finetune_rate, (int, float)) or finetune_rate <= 0:
         raise GridError(f"{where}: finetune_learning_rate must be a number > 0, got {finetune_rate!r}")
+    points = tuple(_point(f"{where}.points", i, p) for i, p in enumerate(entry.get("points", [])))
     tier = Tier(name=name, description=entry.get("description", ""), seeds=seeds,
                 baseline_epochs=entry["baseline_epochs"], finetune_epochs=entry["finetune_epochs"],
                 data=data, axes=axes, pathway_axes=pathway_axes, pathways=pathways,
                 model=entry.get("model", "ds-cnn-s"), frontend=entry.get("frontend", "mlperf-tiny"),
-                learning_rates=tuple(float(r) for r in rates), finetune_learning_rate=float(finetune_rate))
+                learning_rates=tuple(float(r) for r in rates), finetune_learning_rate=float(finetune_rate),
+                points=points)
     try:
         generate(tier)  # every point must be a valid case
     except ValueError as exc:
@@ -203,10 +211,32 @@ def _axes(where: str, axes: dict) -> dict[str, tuple]:
     unknown = sorted(set(axes) - set(AXES))
     if unknown:
         raise GridError(f"{where}: unknown axis {unknown}; valid: {list(AXES)}")
+    out = {}
     for name, values in axes.items():
+        # A tuple-valued axis (filter_ratios) lists its values as lists: compared as tuples.
+        values = [tuple(v) if isinstance(v, list) else v for v in values] if isinstance(values, list) else values
         if not isinstance(values, list) or not values or len(set(values)) != len(values):
             raise GridError(f"{where}: {name} must be a non-empty list of distinct values, got {values!r}")
-    return {name: tuple(values) for name, values in axes.items()}
+        out[name] = tuple(values)
+    return out
+
+
+def _point(where: str, index: int, entry) -> tuple[str, str, dict]:
+    """One named point: ``name``, ``pathway`` and the axis values it takes (``study`` and
+    ``trial`` say which search found it)."""
+    if not isinstance(entry, dict):
+        raise GridError(f"{where}[{index}]: a table expected, got {entry!r}")
+    name, pathway = entry.get("name"), entry.get("pathway")
+    if not isinstance(name, str) or not name:
+        raise GridError(f"{where}[{index}]: needs a name")
+    if pathway not in PATHWAYS:
+        raise GridError(f"{where}[{index}] ({name}): unknown pathway {pathway!r}; valid: {', '.join(PATHWAYS)}")
+    axes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items() if k not in _POINT_KEYS}
+    foreign = sorted(set(axes) - set(PATHWAYS[pathway].takes))
+    if foreign:
+        raise GridError(f"{where}[{index}] ({name}): {', '.join(foreign)} is not an axis of {pathway} "
+                        f"(it takes {', '.join(PATHWAYS[pathway].takes) or 'none'})")
+    return name, pathway, axes
 
 
 def generate(tier: Tier) -> list[Case]:
@@ -224,6 +254,12 @@ def generate(tier: Tier) -> list[Case]:
             for values in itertools.product(*axes.values()):
                 point = make_point(pathway, model, **dict(zip(axes, values)))
                 cases.append(Case(name, point, tier.name, spec))
+        for label, name, values in tier.points:
+            try:
+                point = make_point(PATHWAYS[name], model, **values)
+            except ValueError as exc:
+                raise ValueError(f"point {label}: {exc}") from None
+            cases.append(Case(name, point, tier.name, spec))
     slugs = [c.slug for c in cases]
     duplicates = sorted({s for s in slugs if slugs.count(s) > 1})
     if duplicates:

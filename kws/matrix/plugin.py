@@ -17,6 +17,7 @@ from kws.errors import argument_type
 from kws.matrix.grid import TIERS, GridError, load_grid
 from kws.matrix.history import check_writable
 from kws.matrix.session import MatrixSession
+from kws.matrix.shard import Shard
 from kws.matrix.thresholds import ThresholdsError, load_thresholds
 from kws.pathways.registry import PATHWAYS
 from kws.vela import DEFAULT_TARGET, parse_targets
@@ -54,6 +55,11 @@ def _targets(text: str) -> tuple[str, ...]:
     return tuple(t.name for t in parse_targets(text))
 
 
+@argument_type
+def _shard(text: str) -> Shard:
+    return Shard.parse(text)
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("kws", "kws-pathways benchmark matrix")
     group.addoption("--kws-tier", choices=TIERS, default="smoke",
@@ -82,6 +88,10 @@ def pytest_addoption(parser):
                     help="the thresholds file (default: bench/thresholds.toml)")
     group.addoption("--kws-results", type=Path, default=None, metavar="DIR",
                     help="where history.jsonl and summary.md go (default: results/)")
+    group.addoption("--kws-shard", type=_shard, default=None, metavar="K/N",
+                    help="run only shard K of N (e.g. 2/4): cases that share trained stages stay on one "
+                         "shard, the shards balanced by estimated training time; merge the shards' results "
+                         "folders with `kws results merge`")
 
 
 def pytest_configure(config):
@@ -121,7 +131,7 @@ def pytest_configure(config):
         project_root=root, data_dir=data_dir, eval_dir=config.getoption("kws_eval_dir"),
         vela_targets=config.getoption("kws_vela_targets") or MATRIX_TARGETS,
         seeds=config.getoption("kws_seeds"), gate_enabled=config.getoption("kws_gate"),
-        strict=config.getoption("kws_strict"), workers=_workers(config))
+        strict=config.getoption("kws_strict"), workers=_workers(config), shard=config.getoption("kws_shard"))
     config.stash[_KEY] = matrix
     config.pluginmanager.register(MatrixRecorder(config, matrix), "kws-matrix-recorder")
 
@@ -210,6 +220,14 @@ class MatrixRecorder:
         self.total, self.start = None, time.monotonic()
         self.attached: set[str] = set()
         self.written: list[Path] = []
+
+    def pytest_report_header(self, config):
+        plan = self.matrix.shard_plan
+        if plan is None or self.worker:
+            return None
+        total = len(self.matrix.all_cases)
+        return (f"kws shard {plan.shard}: {len(plan.cases)} of {total} cases ({len(plan.groups)} groups sharing "
+                f"trained stages), estimated {_duration(plan.cost_s)} of training on 2 cores")
 
     def pytest_collection_modifyitems(self, items):
         self.total = len({case.slug for item in items if (case := _case_of(item)) is not None})

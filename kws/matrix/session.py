@@ -41,6 +41,7 @@ from kws.matrix.history import (
     with_history,
 )
 from kws.matrix.report import write_summary
+from kws.matrix.shard import Shard, ShardPlan, select
 from kws.matrix.thresholds import Thresholds
 from kws.pathways.axes import Point
 from kws.record import SCHEMA_VERSION, CaseRecord
@@ -123,15 +124,27 @@ class MatrixSession:
     history_problems: list[str] = field(default_factory=list)  # history lines left out
     save_errors: list[str] = field(default_factory=list)  # results that could not be written
     workers: int = 0  # pytest-xdist workers (0: in process)
+    shard: Shard | None = None  # run only this shard's cases (--kws-shard)
     started: float = field(default_factory=time.monotonic)  # reset when the first case starts
     _results: dict = field(default_factory=dict, repr=False)
     _executor: ProcessPoolExecutor | None = field(default=None, repr=False)
 
     # ----- cases ----------------------------------------------------------------------
     @cached_property
-    def cases(self) -> list[Case]:
+    def all_cases(self) -> list[Case]:
+        """Every case of the tier (with the seeds given), whatever the shard."""
         tier = replace(self.tier, seeds=self.seeds) if self.seeds else self.tier
         return generate(tier)
+
+    @cached_property
+    def shard_plan(self) -> ShardPlan | None:
+        """This session's shard of :attr:`all_cases` (:mod:`kws.matrix.shard`), or None."""
+        return select(self.all_cases, self.shard) if self.shard is not None else None
+
+    @cached_property
+    def cases(self) -> list[Case]:
+        """The cases this session runs: the shard's, or all of them."""
+        return list(self.shard_plan.cases) if self.shard_plan is not None else self.all_cases
 
     @cached_property
     def checks(self) -> list[CheckCase]:
@@ -248,7 +261,12 @@ class MatrixSession:
         return {**record.row(), "schema": SCHEMA_VERSION, "time": now(), **self.commit, "tier": case.tier,
                 "case": case.slug, "config_key": case.config_key(self.data_id), "data_id": self.data_id,
                 "eval_data": self.eval_dir.name if self.eval_dir else None, "machine": machine(),
-                "verdicts": verdicts}
+                "verdicts": verdicts, "shard": self.shard_name}
+
+    @property
+    def shard_name(self) -> str | None:
+        """``"2/4"`` in history rows and session lines; None for the whole matrix."""
+        return str(self.shard) if self.shard is not None else None
 
     @cached_property
     def commit(self) -> dict:
@@ -275,7 +293,7 @@ class MatrixSession:
         return {"time": now(), **self.commit, "tier": self.tier.name, "data_id": self.data_id,
                 "cases": len(rows), "cases_trained_now": trained, "warm": trained == 0,
                 "workers": self.workers, "wall_s": round(time.monotonic() - self.started, 1),
-                "machine": machine()}
+                "machine": machine(), "shard": self.shard_name}
 
     def finish(self) -> list[Path]:
         """Append this session's rows to the history, run the gate against the earlier
@@ -304,21 +322,23 @@ class MatrixSession:
             except OSError as exc:
                 self.save_errors.append(f"{path} was not written ({exc.strerror or exc}); "
                                         f"{len(rows)} case(s) of this session are not in it")
-        written += self._write_report(earlier + rows, sessions)
+        # Drawn after the history is safe: a failure here fails the session, records kept.
+        written += write_report(self.results_dir, earlier + rows, sessions, self.save_errors)
         return written
 
-    def _write_report(self, rows: list[dict], sessions: list[dict]) -> list[Path]:
-        """The plots and the HTML report of the whole history (``results/plots/``,
-        ``results/report.html``). They are drawn after the history is safe, so any failure
-        here (a full disk, a row the plots cannot read) is kept in :attr:`save_errors` and
-        fails the session without losing its records."""
-        from kws.html_report import REPORT_FILE, write_html_report
-        from kws.plots import write_plots
 
-        try:
-            plots = write_plots(self.results_dir, rows, sessions)
-            return [*plots, write_html_report(self.results_dir, rows, sessions, plots=plots)]
-        except Exception as exc:  # noqa: BLE001 - reported, and the session fails
-            self.save_errors.append(f"{self.results_dir / REPORT_FILE} and the plots were not written: "
-                                    f"{type(exc).__name__}: {exc}")
-            return []
+def write_report(results_dir: Path, rows: list[dict], sessions: list[dict], errors: list[str]) -> list[Path]:
+    """The plots and the HTML report of a whole history (``DIR/plots/``,
+    ``DIR/report.html``); the files written. Any failure (a full disk, a row the plots
+    cannot read) is appended to ``errors`` instead of raised: callers draw the report
+    after the history is safe, and a drawing must never cost the records. The matrix
+    session and ``kws results merge`` both end with it."""
+    from kws.html_report import REPORT_FILE, write_html_report
+    from kws.plots import write_plots
+
+    try:
+        plots = write_plots(results_dir, rows, sessions)
+        return [*plots, write_html_report(results_dir, rows, sessions, plots=plots)]
+    except Exception as exc:  # noqa: BLE001 - reported by the caller, which fails
+        errors.append(f"{results_dir / REPORT_FILE} and the plots were not written: {type(exc).__name__}: {exc}")
+        return []

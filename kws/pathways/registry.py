@@ -1,16 +1,17 @@
 """The pathways of the deployment tree, named as the literature names them, and the axes
-each one takes (declared in :mod:`kws.pathways.axes`)."""
+each one takes (declared in :mod:`kws.pathways.axes`), with the search space those axes
+span for a pathway (:func:`search_space`, :func:`point_from_dims`)."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from kws.export import ExportKind
 from kws.models import ModelConfig
-from kws.pathways.axes import AXES, Point
+from kws.pathways.axes import AXES, Point, SearchDim
 from kws.pathways.base import Preserve, Stage
 from kws.pathways.cluster import Cluster
 from kws.pathways.prune import Prune
@@ -72,6 +73,12 @@ def _filter(p: Point) -> Stage:
     return FilterPrune(sparsity=p.sparsity)
 
 
+def _group_filter(p: Point, **kw) -> Stage:
+    from kws.pathways.structured import FilterPrune
+
+    return FilterPrune(ratios=p.filter_ratios, **kw)
+
+
 F, K = Family, ExportKind
 _ALL = [
     Pathway("ptq_dynamic", F.PTQ, "train -> dynamic-range int8 weights", (), K.DYNAMIC, lambda p: []),
@@ -101,6 +108,16 @@ _ALL = [
             "-> smaller dense model, fine-tuned -> int8", ("sparsity",), K.INT8, lambda p: [_filter(p)]),
     Pathway("filterqat", F.STRUCTURED, "train -> L1 filter pruning -> QAT -> int8", ("sparsity",),
             K.INT8, lambda p: [_filter(p), QAT()]),
+    Pathway("lfilter", F.STRUCTURED, "train -> L1 filter pruning with a ratio per layer group -> smaller "
+            "dense model, fine-tuned -> int8", ("filter_ratios",), K.INT8, lambda p: [_group_filter(p)]),
+    Pathway("lfilterqat", F.STRUCTURED, "train -> L1 filter pruning with a ratio per layer group -> QAT -> int8",
+            ("filter_ratios",), K.INT8, lambda p: [_group_filter(p), QAT()]),
+    # Each group keeps a multiple of 4 filters, so the next layer's input channels form
+    # whole 2:4 groups and exactly half its weights are zero (a short group keeps all of its
+    # weights, which would leave the promised sparsity short).
+    Pathway("lfilter24qat", F.STRUCTURED, "train -> per-group L1 filter pruning -> 2:4 pruning -> "
+            "prune-preserving QAT -> int8", ("filter_ratios",), K.INT8,
+            lambda p: [_group_filter(p, multiple_of=4), _prune24(p), QAT()]),
 ]
 del F, K
 PATHWAYS: dict[str, Pathway] = {p.name: p for p in _ALL}
@@ -136,3 +153,21 @@ def make_point(pathway: Pathway, model: ModelConfig = ModelConfig(), **given) ->
             raise ValueError(f"pathway {pathway.name}: {exc}") from None
         preserved = stage.preserved(preserved)
     return point
+
+
+def search_space(pathway: Pathway, model: ModelConfig = ModelConfig()) -> tuple[SearchDim, ...]:
+    """The dimensions a search samples for ``pathway`` on ``model``: those of each axis
+    the pathway takes, in the order it takes them (none for a pathway without axes)."""
+    return tuple(dim for name in pathway.takes for dim in AXES[name].dims(model))
+
+
+def point_from_dims(pathway: Pathway, values: Mapping[str, Any], model: ModelConfig = ModelConfig()) -> Point:
+    """The point that sampled ``values`` (one per dimension of :func:`search_space`, by
+    name) stand for, validated by :func:`make_point`: a combination the stage chain
+    rejects raises ``ValueError``, as does a name outside the space."""
+    names = [dim.name for dim in search_space(pathway, model)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"pathway {pathway.name} has no search dimension(s) {unknown}; "
+                         f"its dimensions: {', '.join(names) or 'none'}")
+    return make_point(pathway, model, **{name: AXES[name].from_dims(values, model) for name in pathway.takes})

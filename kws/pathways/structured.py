@@ -1,7 +1,8 @@
 """L1-ranked filter pruning (Li et al., "Pruning Filters for Efficient ConvNets", 2017).
 
 Each standard convolution of the DS-CNN (``conv_1`` and every pointwise ``pw_i``) keeps
-the filters with the largest L1 kernel norms. A removed filter takes with it its own
+the filters with the largest L1 kernel norms: the same fraction removed from every layer,
+or a fraction of its own per layer (``ratios``). A removed filter takes with it its own
 kernel column and bias, its BatchNorm channel, the depthwise channel it feeds (kernel,
 bias, BatchNorm channel) and the input row of the next pointwise or dense kernel. What
 remains is rebuilt as a smaller *dense* Keras model with the same layer names and types,
@@ -18,6 +19,7 @@ fine-tunes.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,14 +37,39 @@ CHECK_TOLERANCE = 1e-4
 @dataclass(frozen=True)
 class FilterPrune(Stage):
     """``sparsity``: the fraction of filters removed from every standard convolution
-    (``conv_1`` and each ``pw_i``); each keeps ``max(1, round(F * (1 - sparsity)))``."""
+    (``conv_1`` and each ``pw_i``); each keeps ``max(1, round(F * (1 - sparsity)))``.
+
+    ``ratios``: instead, one fraction per standard convolution in chain order (a single
+    ratio stands for every one); a ratio of 0 keeps its layer whole. ``multiple_of``: each
+    pruned layer keeps a multiple of that many filters (4 before 2:4 pruning, so the next
+    layer's input channels form whole groups of four)."""
 
     family: ClassVar[str] = "filter"
     sparsity: float = 0.5
+    ratios: tuple[float, ...] | None = None
+    multiple_of: int = 1
 
     def __post_init__(self):
         if not 0 < self.sparsity < 1:
             raise ValueError(f"sparsity must be in (0, 1), got {self.sparsity}")
+        if self.ratios is not None:
+            object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
+            _check_ratios(self.ratios)
+        if isinstance(self.multiple_of, bool) or not isinstance(self.multiple_of, int) or self.multiple_of < 1:
+            raise ValueError(f"multiple_of must be an integer >= 1, got {self.multiple_of!r}")
+
+    def params(self) -> dict:
+        # The parameters are the stage's cache key: a field at its default is left out, so
+        # stages stored before it existed keep their keys; given ratios, sparsity plays no part.
+        params = super().params()
+        if self.ratios is None:
+            del params["ratios"]
+        else:
+            del params["sparsity"]
+            params["ratios"] = list(self.ratios)
+        if self.multiple_of == 1:
+            del params["multiple_of"]
+        return params
 
     def preserved(self, parent):
         # Fine-tuning a plain dense model keeps neither zeros nor shared centroids.
@@ -51,12 +78,13 @@ class FilterPrune(Stage):
     def run(self, model, ctx: StageContext, preserved):
         from kws.models import count_macs
 
-        keep = plan_filters(model, self.sparsity)
+        ratios = layer_ratios(model, self.sparsity, self.ratios)
+        keep = plan_filters(model, self.sparsity, self.ratios, multiple_of=self.multiple_of)
         small = shrink(model, keep)
         error = check_shrunk(small, mask_filters(model, keep), ctx.data.val[:CHECK_SAMPLES])
         meta = self.train(small, ctx)
         meta.update(
-            widths_before=filter_widths(model), widths_after=filter_widths(small),
+            ratios=ratios, widths_before=filter_widths(model), widths_after=filter_widths(small),
             params_before=int(model.count_params()), params_after=int(small.count_params()),
             macs_before=count_macs(model), macs_after=count_macs(small),
             shrink_max_abs_error=error)
@@ -72,16 +100,22 @@ def filter_norms(kernel: np.ndarray) -> np.ndarray:
     return np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
 
 
-def kept_count(filters: int, sparsity: float) -> int:
-    return max(1, round(filters * (1 - sparsity)))
+def kept_count(filters: int, sparsity: float, multiple_of: int = 1) -> int:
+    """``max(1, round(F * (1 - sparsity)))``, or with ``multiple_of`` the nearest multiple
+    of it (at least one, at most ``F``); a sparsity of 0 keeps all ``F``."""
+    if sparsity == 0:
+        return filters
+    if multiple_of == 1:
+        return max(1, round(filters * (1 - sparsity)))
+    return min(filters, multiple_of * max(1, round(filters * (1 - sparsity) / multiple_of)))
 
 
-def kept_filters(kernel: np.ndarray, sparsity: float) -> np.ndarray:
+def kept_filters(kernel: np.ndarray, sparsity: float, multiple_of: int = 1) -> np.ndarray:
     """Sorted indices of the ``kept_count`` filters with the largest L1 norms; among
     equal norms the lower index wins, so the choice is deterministic."""
     norms = filter_norms(kernel)
     order = np.argsort(-norms, kind="stable")
-    return np.sort(order[:kept_count(len(norms), sparsity)])
+    return np.sort(order[:kept_count(len(norms), sparsity, multiple_of)])
 
 
 def prunable(layer) -> bool:
@@ -92,14 +126,37 @@ def prunable(layer) -> bool:
             and not isinstance(layer, keras.layers.DepthwiseConv2D))
 
 
-def plan_filters(model, sparsity: float) -> dict[str, np.ndarray]:
-    """``{layer name: kept filter indices}`` for every prunable layer. Each layer is
-    ranked on its own full kernel (Li et al.'s independent strategy), so the choice in
-    one layer does not depend on what was removed before it."""
-    if not 0 < sparsity < 1:
-        raise ValueError(f"sparsity must be in (0, 1), got {sparsity}")
-    return {layer.name: kept_filters(layer.get_weights()[0], sparsity)
-            for layer in chain(model) if prunable(layer)}
+def _check_ratios(ratios: Sequence[float], names: Sequence[str] = ()) -> None:
+    if names and len(ratios) not in (1, len(names)):
+        raise ValueError(f"ratios: need {len(names)}, one per prunable layer ({', '.join(names)}), or one "
+                         f"for every layer; got {len(ratios)}: {list(ratios)}")
+    if not ratios or not all(0 <= r < 1 for r in ratios):
+        raise ValueError(f"ratios must be one or more fractions in [0, 1), got {list(ratios)}")
+
+
+def layer_ratios(model, sparsity: float | None, ratios: Sequence[float] | None = None) -> dict[str, float]:
+    """``{layer name: fraction of its filters removed}`` for every prunable layer, in
+    chain order: ``ratios`` one per layer (one stands for every layer), else ``sparsity``
+    for every layer."""
+    names = [layer.name for layer in chain(model) if prunable(layer)]
+    if ratios is None:
+        if sparsity is None or not 0 < sparsity < 1:
+            raise ValueError(f"sparsity must be in (0, 1), got {sparsity}")
+        ratios = (sparsity,)
+    ratios = tuple(float(r) for r in ratios)
+    _check_ratios(ratios, names)
+    return dict(zip(names, ratios * len(names) if len(ratios) == 1 else ratios))
+
+
+def plan_filters(model, sparsity: float | None, ratios: Sequence[float] | None = None, *,
+                 multiple_of: int = 1) -> dict[str, np.ndarray]:
+    """``{layer name: kept filter indices}`` for every prunable layer, each losing its
+    fraction of :func:`layer_ratios`. Each layer is ranked on its own full kernel (Li et
+    al.'s independent strategy), so the choice in one layer does not depend on what was
+    removed before it."""
+    fractions = layer_ratios(model, sparsity, ratios)
+    return {name: kept_filters(model.get_layer(name).get_weights()[0], ratio, multiple_of)
+            for name, ratio in fractions.items()}
 
 
 def filter_widths(model) -> dict[str, int]:
