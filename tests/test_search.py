@@ -335,6 +335,10 @@ def test_two_processes_share_one_study_and_each_trial_is_a_recorded_case(tiny_se
     assert sorted(r["case"] for r in rows) == sorted(f"search-{study}-t{n:04d}-seed0" for n in numbers)
     assert all(r["tier"] == "smoke" and r["grid_case"].startswith(("p-", "c-")) for r in rows)
     assert "on the feasible front" in out and "| point " in out
+    # The trials are in the summary (naming the point each ran), the plots and the report.
+    summary = (results / "summary.md").read_text()
+    assert all(f"| search-{study}-t{n:04d} = " in summary for n in numbers)
+    assert (results / "report.html").is_file() and list((results / "plots").glob("*.png"))
 
     again = _kws(*argv, env=env)
     out, err = _finish(again)
@@ -380,3 +384,26 @@ def test_optuna_dashboard_reads_the_journal_of_a_study(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_trial_whose_training_diverges_fails_with_its_reason_and_the_search_goes_on(tiny_search_env, tmp_path):
+    import optuna
+
+    from kws.search.study import load_existing
+
+    root, data, _, env = tiny_search_env
+    grid = tmp_path / "bench" / "grid.toml"
+    grid.parent.mkdir()
+    # A fine-tuning rate that overflows float32 weights in one Adam step: every loss goes NaN.
+    grid.write_text(TINY_GRID.replace("finetune_epochs = 1", "finetune_epochs = 1\nfinetune_learning_rate = 1e38"))
+    (grid.parent / "thresholds.toml").write_text((ROOT / "bench" / "thresholds.toml").read_text())
+    results = tmp_path / "results"
+    out, err = _finish(_kws("search", "--study", "nan", "--tier", "smoke", "--grid", str(grid), "--data-dir", str(data),
+                            "--results", str(results), "--pathways", "p", "--maximise", "accuracy",
+                            "--trials", "2", env=env))
+    trials = load_existing("nan", None, results).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert all("TrainingDivergedError" in t.user_attrs["failure"] for t in trials)
+    assert "kws search: trial 0 failed: TrainingDivergedError" in err
+    assert "2/2 trials (2 failed), 0 on the feasible front" in out

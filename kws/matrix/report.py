@@ -140,6 +140,13 @@ def _columns(rows) -> list[tuple[str, object, str | None]]:
     return out
 
 
+def _label(point: str, rows: list[dict]) -> str:
+    """A point's name in tables; a search trial's also names the point it ran
+    (``search-u55-t0007 = lfilterqat-r20-30-00-10-25``)."""
+    grid_case = rows[0].get("grid_case")
+    return f"{point} = {point_of(grid_case)}" if grid_case else point
+
+
 def tier_table(cases: dict[str, dict], tablefmt: str = "github") -> str:
     """The tier's table: one row per pathway point. ``tablefmt``: tabulate's format, or
     ``"html"`` (escaped cells, the best of each column in ``<strong>``)."""
@@ -158,7 +165,7 @@ def tier_table(cases: dict[str, dict], tablefmt: str = "github") -> str:
         cells = [_cell(stats[point][h], m.column_format, best.get(h) == (stats[point][h] or (None,))[0],
                        _mark(rows) if m.name == "accuracy_drop" else "", html)
                  for h, m, _ in cols]
-        table.append([_text(point, html), len(rows), *cells])
+        table.append([_text(_label(point, rows), html), len(rows), *cells])
     return _tabulate(table, ["pathway", "seeds", *(h for h, _, _ in cols)], tablefmt)
 
 
