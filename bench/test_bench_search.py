@@ -58,7 +58,7 @@ def _search(root: Path, data: Path, warm: Path, processes: int, name: str) -> fl
     cache = root / f"cache-{name}"
     shutil.copytree(warm, cache)
     argv = [sys.executable, "-m", "kws.cli", "search", "--study", name, "--tier", "smoke", "--data-dir", str(data),
-            "--results", str(root / f"results-{name}"), "--pathways", "p,c", "--maximise", "accuracy",
+            "--results", str(root / f"results-{name}"), "--pathways", "p,pqat", "--maximise", "accuracy",
             "--minimise", "latency:ethos-u55-256", "--sampler", "random", "--trials", str(TRIALS)]
     start = time.perf_counter()
     procs = [subprocess.Popen([*argv, "--worker", str(k)], env=_env(cache), cwd=root, stdout=subprocess.PIPE,
@@ -89,6 +89,7 @@ def test_two_processes_on_one_study_against_one(benchmark, search_setup):
         walls["two"] = _search(root, data, warm, 2, "two")
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
+    trained = {}
     for name in walls:
         trials = _trials(root, name)
         numbers = [t.number for t in trials]
@@ -97,10 +98,13 @@ def test_two_processes_on_one_study_against_one(benchmark, search_setup):
         rows = read_history(root / f"results-{name}" / "history.jsonl")
         # Every trial is a case in the history, once: none lost, none run twice.
         assert sorted(r["search"]["trial"] for r in rows) == sorted(numbers)
+        # A configuration sampled twice is served by the cache: count the trials that trained.
+        trained[name] = sum(bool(r.get("trained_now")) for r in rows)
     two_workers = {t.user_attrs["worker"] for t in _trials(root, "two")}
     ratio = walls["two"] / walls["one"]
     benchmark.extra_info.update(trials=TRIALS, wall_s_one_process=walls["one"], wall_s_two_processes=walls["two"],
                                 ratio=ratio, trials_two=len(_trials(root, "two")), cpus=os.cpu_count(),
+                                trials_that_trained_one=trained["one"], trials_that_trained_two=trained["two"],
                                 trials_per_hour_one=3600 * TRIALS / walls["one"],
                                 trials_per_hour_two=3600 * len(_trials(root, "two")) / walls["two"])
     assert two_workers == {0, 1}, "both processes must have run trials"

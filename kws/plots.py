@@ -79,6 +79,10 @@ STUDY_TARGET = "ethos-u55-256"
 FAMILY_COLORS = {"ptq": "tab:gray", "qat": "tab:blue", "prune": "tab:orange", "cluster": "tab:green",
                  "structured": "tab:red"}
 OTHER_COLOR = "tab:brown"
+#: Search trials (``kws search``, case ids ``search-...``): many, so drawn small and
+#: hollow in a group of their own, and named only where they are on the front.
+SEARCH_GROUP = "search trials"
+SEARCH_COLOR = "tab:olive"
 STUDY_COLOR = "tab:purple"
 #: What the plots' file names end with: the stale ones of an earlier run are found by it.
 _SUFFIX = re.compile(r"-accuracy-vs-[A-Za-z0-9._-]+\.png$")
@@ -245,10 +249,11 @@ def draw_tradeoff(ax: Axes, pool: Sequence[Candidate], front: Sequence[Candidate
     families = families or {}
     groups: dict[str, list[Candidate]] = {}
     for c in pool:
-        groups.setdefault(families.get(c.point, "other"), []).append(c)
+        groups.setdefault(SEARCH_GROUP if _searched(c) else families.get(c.point, "other"), []).append(c)
     order = [f for f in FAMILY_COLORS if f in groups] + sorted(set(groups) - set(FAMILY_COLORS))
     for family in order:
-        group, color = groups[family], FAMILY_COLORS.get(family, OTHER_COLOR)
+        group = groups[family]
+        color = SEARCH_COLOR if family == SEARCH_GROUP else FAMILY_COLORS.get(family, OTHER_COLOR)
         xs = [x_scale * c.value(figure) for c in group]
         ys = [y_scale * c.value("accuracy") for c in group]
         intervals = [c.interval("accuracy") or (c.value("accuracy"),) * 2 for c in group]
@@ -257,7 +262,11 @@ def draw_tradeoff(ax: Axes, pool: Sequence[Candidate], front: Sequence[Candidate
         bars = ax.errorbar(xs, ys, yerr=yerr, fmt="none", ecolor=color, alpha=0.5, capsize=3)
         for artist in bars.lines[2]:
             artist.set_gid(f"interval:{family}")
-        ax.scatter(xs, ys, color=color, s=28, zorder=3, label=family, gid=f"points:{family}")
+        if family == SEARCH_GROUP:
+            ax.scatter(xs, ys, facecolors="none", edgecolors=color, s=18, zorder=3, label=family,
+                       gid=f"points:{family}")
+        else:
+            ax.scatter(xs, ys, color=color, s=28, zorder=3, label=family, gid=f"points:{family}")
     if front:
         ordered = sorted(front, key=lambda c: c.value(figure))
         ax.plot([x_scale * c.value(figure) for c in ordered], [y_scale * c.value("accuracy") for c in ordered],
@@ -268,8 +277,10 @@ def draw_tradeoff(ax: Axes, pool: Sequence[Candidate], front: Sequence[Candidate
                    zorder=4, label="study, Table 1", gid="study")
     if baseline is not None:
         ax.axhline(baseline, linestyle=":", color="dimgray", linewidth=1, label="baseline int8", gid="baseline")
+    on_front = {c.point for c in front}
     for c in pool:
-        _label(ax, c.point, x_scale * c.value(figure), y_scale * c.value("accuracy"))
+        if not _searched(c) or c.point in on_front:
+            _label(ax, c.point, x_scale * c.value(figure), y_scale * c.value("accuracy"))
     for label, x, y in study:
         _label(ax, f"study: {label}", x, y, color=STUDY_COLOR)
     ax.set_xlabel(_axis_label(figure, target))
@@ -277,6 +288,10 @@ def draw_tradeoff(ax: Axes, pool: Sequence[Candidate], front: Sequence[Candidate
     ax.margins(x=0.08, y=0.06)
     ax.grid(True, alpha=0.3)
     return ax
+
+
+def _searched(c: Candidate) -> bool:
+    return c.point.startswith("search-")
 
 
 def _label(ax: Axes, text: str, x: float, y: float, color: str = "black") -> None:

@@ -199,6 +199,19 @@ def test_the_size_plot_holds_every_point_with_its_interval_label_and_the_front(r
     assert baseline.get_ydata()[0] == pytest.approx(85.0)
 
 
+def test_search_trials_are_a_group_of_their_own_named_only_on_the_front(rows):
+    """Many trials of a search: drawn hollow in their own group; only a trial on the front
+    carries its name, so the grid's points stay readable."""
+    ratios = {"filter_ratios": [0.2, 0.0, 0.1, 0.3, 0.5]}
+    trials = [history_row("search-s-t0000-seed0", family="structured", point=ratios, correct=850, gzip=19_000),
+              history_row("search-s-t0001-seed0", family="structured", point=ratios, correct=700, gzip=40_000)]
+    ax = build_figure(_plot(rows + trials, "size"), rows + trials).axes[0]
+    assert _offsets(ax, "points:search trials") == [(19.0, 85.0), (40.0, 70.0)]
+    assert "search-s-t0000" in _labels(ax) and "search-s-t0001" not in _labels(ax)
+    (front,) = [line for line in ax.lines if line.get_gid() == "front"]
+    assert (19.0, 85.0) in _xy(front)
+
+
 def test_the_study_points_are_overlaid_on_the_size_and_its_own_targets_latency_plots_only(rows):
     size = build_figure(_plot(rows, "size"), rows).axes[0]
     assert _offsets(size, "study") == sorted([(STUDY_BASELINE["gzip_kb"], STUDY_BASELINE["accuracy"]),

@@ -322,18 +322,21 @@ def _compare(ns) -> int:
         for target, t in entry["targets"].items():
             f = t["fastest"]
             rows.append([name, entry["sampler"], f"{entry['completed']}/{entry['trials']}", target,
-                         f"{t['hypervolume']:.4f}",
+                         f"{t['hypervolume']:.4f} / {t['hypervolume_feasible']:.4f}", t["feasible_trials"],
                          "-" if f is None else f"t{f['trial']} {f['point']}",
                          "-" if f is None else f"{f['latency_us']:.2f} us ({100 * (1 - f['latency_vs_qat']):.1f}% "
                                                f"below QAT {refs[target].qat_us:.2f})",
                          "-" if f is None else f"{f['drop_pp']:.2f} [{f['drop_interval_pp'][0]:.2f}, "
                                                f"{f['drop_interval_pp'][1]:.2f}]"])
-    print(tabulate(rows, headers=["study", "sampler", "trials", "target", "hypervolume",
+    print(tabulate(rows, headers=["study", "sampler", "trials", "target", "hypervolume all / feasible", "feasible",
                                   f"fastest within {ns.max_drop:g} pp", "latency", "drop pp [95%]"],
                    tablefmt="github"))
     for target, ratio in (result.get("hypervolume_ratio") or {}).items():
+        feasible = result["hypervolume_feasible_ratio"][target]
         print(f"hypervolume {ns.studies[0]} / {ns.studies[1]} on {target}: "
-              + ("-" if ratio is None else f"{ratio:.2f}x"))
+              + ("-" if ratio is None else f"{ratio:.2f}x") + " (all trials), "
+              + ("- (none of the second study's trials is feasible)" if feasible is None else f"{feasible:.2f}x")
+              + " (feasible trials)")
     out = ns.out or ns.results / SEARCH_DIR / f"compare-{'-'.join(ns.studies)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, (json.dumps(result, indent=1, default=str) + "\n").encode())

@@ -5,8 +5,9 @@ For each Vela target the studies were judged on, it reports the fastest trial th
 the accuracy limit with evidence (the upper end of the drop's 95% interval at or under
 ``max_drop_pp``) and its latency against the tier's ``qat`` case (run or fetched through
 the cache), with the trial's point (per-layer ratios included); and the hypervolume each
-study's feasible front dominates in (accuracy, latency), with the reference point at the
-QAT model's latency and the baseline's int8 accuracy less ``reference_drop_pp``.
+study's trials dominate in (accuracy, latency), all of them and those that meet the
+study's constraints, with the reference point at the QAT model's latency and the
+baseline's int8 accuracy less ``reference_drop_pp``.
 """
 
 from __future__ import annotations
@@ -68,17 +69,18 @@ def fastest(study, target: str, max_drop_pp: float) -> Any | None:
     return best
 
 
-def study_hypervolume(study, ref: Reference, reference_drop_pp: float = REFERENCE_DROP_PP) -> float:
-    """The (accuracy, latency on ``ref.target``) hypervolume of the study's feasible
-    completed trials, normalised so that the box from the reference point to (100%, 0 us)
-    is 1."""
+def study_hypervolume(study, ref: Reference, reference_drop_pp: float = REFERENCE_DROP_PP, *,
+                      feasible_only: bool = False) -> float:
+    """The (accuracy, latency on ``ref.target``) hypervolume of the study's completed
+    trials (with ``feasible_only``, those that meet its constraints), normalised so that
+    the box from the reference point to (100%, 0 us) is 1."""
     import optuna
 
     floor = ref.baseline_accuracy - reference_drop_pp / 100
     points = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         accuracy, latency = _accuracy(t), _latency(t, ref.target)
-        if feasible(t) and accuracy is not None and latency is not None:
+        if (feasible(t) or not feasible_only) and accuracy is not None and latency is not None:
             points.append(((accuracy - floor) / (1 - floor), latency / ref.qat_us))
     return hypervolume(points, [True, False], [0.0, 1.0])
 
@@ -102,6 +104,9 @@ def compare(studies: dict[str, Any], refs: dict[str, Reference], *, max_drop_pp:
             best = fastest(study, target, max_drop_pp)
             entry["targets"][target] = {
                 "hypervolume": study_hypervolume(study, ref, reference_drop_pp),
+                "hypervolume_feasible": study_hypervolume(study, ref, reference_drop_pp, feasible_only=True),
+                "feasible_trials": sum(feasible(t) for t in trials
+                                       if t.state is optuna.trial.TrialState.COMPLETE),
                 "fastest": None if best is None else {
                     "trial": best.number, "point": point_text(best), "params": best.params,
                     "latency_us": _latency(best, target),
@@ -114,8 +119,11 @@ def compare(studies: dict[str, Any], refs: dict[str, Reference], *, max_drop_pp:
     names = list(studies)
     if len(names) == 2:
         a, b = (out["studies"][n]["targets"] for n in names)
-        out["hypervolume_ratio"] = {t: (a[t]["hypervolume"] / b[t]["hypervolume"] if b[t]["hypervolume"] else None)
-                                    for t in refs}
+        def ratio(key):
+            return {t: (a[t][key] / b[t][key] if b[t][key] else None) for t in refs}
+
+        out["hypervolume_ratio"] = ratio("hypervolume")
+        out["hypervolume_feasible_ratio"] = ratio("hypervolume_feasible")
     return out
 
 
