@@ -407,3 +407,35 @@ def test_a_trial_whose_training_diverges_fails_with_its_reason_and_the_search_go
     assert all("TrainingDivergedError" in t.user_attrs["failure"] for t in trials)
     assert "kws search: trial 0 failed: TrainingDivergedError" in err
     assert "2/2 trials (2 failed), 0 on the feasible front" in out
+
+
+def test_compare_finds_the_fastest_trial_within_the_limit_and_the_hypervolume_ratio(tmp_path):
+    import optuna
+
+    from kws.search.compare import Reference, check_comparable, compare
+    from kws.search.study import open_study
+
+    def study(name, sampler, trials):
+        s = open_study(_spec(tmp_path, study=name, sampler=sampler, pathways=("p", "pqat"),
+                             objectives=tuple(parse_objectives(["accuracy"], ["latency"], targets=[U55]))))
+        for accuracy, us, drop_high in trials:
+            figures = {"accuracy": accuracy, "drop": 0.94 - accuracy, "drop_interval": [0.0, drop_high],
+                       "vela_us": {U55: us}}
+            s.add_trial(optuna.trial.create_trial(values=[accuracy, us], user_attrs={
+                "pathway": "p", "point": {"sparsity": 0.5}, "constraints": [drop_high - 0.01], "figures": figures}))
+        return s
+
+    tpe = study("a", "tpe", [(0.935, 100.0, 0.009), (0.93, 90.0, 0.012), (0.92, 80.0, 0.03)])
+    rnd = study("b", "random", [(0.93, 110.0, 0.012), (0.92, 95.0, 0.03)])
+    check_comparable({"a": tpe, "b": rnd})
+    refs = {U55: Reference(U55, qat_us=115.0, baseline_accuracy=0.94)}
+    result = compare({"a": tpe, "b": rnd}, refs, max_drop_pp=1.0)
+    fastest = result["studies"]["a"]["targets"][U55]["fastest"]
+    assert (fastest["trial"], fastest["latency_us"]) == (0, 100.0)  # t1 is faster but beyond 1 pp
+    assert result["studies"]["b"]["targets"][U55]["fastest"] is None
+    assert result["studies"]["a"]["sampler"] == "tpe" and result["studies"]["a"]["targets"][U55]["feasible_trials"] == 1
+    assert result["hypervolume_ratio"][U55] > 1 and result["hypervolume_feasible_ratio"][U55] is None
+    other = open_study(_spec(tmp_path, study="c", pathways=("p",),
+                             objectives=tuple(parse_objectives(["accuracy"], ["latency"], targets=[U55]))))
+    with pytest.raises(SearchError, match="studies a and c differ in pathways"):
+        check_comparable({"a": tpe, "c": other})
