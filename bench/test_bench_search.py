@@ -18,19 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import TINY_SEARCH_GRID
+
 TRIALS = 8
 #: "Clearly less wall time": two processes must finish the trials in at most this share
 #: of one process's wall time.
 TWO_PROCESS_MAX_RATIO = 0.9
-GRID = """
-[tiers.smoke]
-seeds = [0]
-baseline_epochs = 1
-finetune_epochs = 1
-pathways = ["p"]
-[tiers.smoke.axes]
-sparsity = [0.5]
-"""
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,7 +37,7 @@ def search_setup(tmp_path_factory, small_synth_dir):
     root = tmp_path_factory.mktemp("search-bench")
     grid = root / "bench" / "grid.toml"
     grid.parent.mkdir()
-    grid.write_text(GRID)
+    grid.write_text(TINY_SEARCH_GRID)
     shutil.copy(ROOT / "bench" / "thresholds.toml", grid.parent / "thresholds.toml")
     warm = root / "warm-cache"
     # The features and the 1-epoch baseline every trial starts from.

@@ -54,3 +54,15 @@ def make_test_set(root: Path, per_label: int = 3) -> Path:
         noise = np.random.default_rng(s).standard_normal(16_000) * 100
         write_wav(root / "_silence_" / f"{s}.wav", noise.astype(np.int16))
     return root
+
+
+#: A grid whose smoke tier trains for one epoch: what small real searches run on.
+TINY_SEARCH_GRID = """
+[tiers.smoke]
+seeds = [0]
+baseline_epochs = 1
+finetune_epochs = 1
+pathways = ["p"]
+[tiers.smoke.axes]
+sparsity = [0.5]
+"""

@@ -21,6 +21,7 @@ from kws.search.objectives import (
     parse_goal,
     parse_objectives,
 )
+from tests.helpers import TINY_SEARCH_GRID
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ROOT / "bench" / "grid.toml"
@@ -259,15 +260,7 @@ def test_promote_refuses_a_study_without_a_feasible_trial(tmp_path):
 
 # ----- real searches ------------------------------------------------------------------------
 
-TINY_GRID = """
-[tiers.smoke]
-seeds = [0]
-baseline_epochs = 1
-finetune_epochs = 1
-pathways = ["p"]
-[tiers.smoke.axes]
-sparsity = [0.5]
-"""
+TINY_GRID = TINY_SEARCH_GRID
 
 
 def _kws(*argv, env=None, cwd=None) -> subprocess.Popen:

@@ -11,7 +11,6 @@ Optuna.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -211,8 +210,6 @@ def _search(ns) -> int:
     from kws.search.storage import describe
     from kws.search.study import front_table, summary_line
 
-    if ns.search_command is not None:  # pragma: no cover - argparse dispatches subcommands
-        return ns.func(ns)
     spec = build_spec(ns)
     search = Search(spec, report=lambda text: print(f"kws search: {text}", file=sys.stderr))
     where = describe(spec.storage, spec.results_dir, spec.study)
@@ -342,10 +339,3 @@ def _compare(ns) -> int:
     atomic_write_bytes(out, (json.dumps(result, indent=1, default=str) + "\n").encode())
     print(f"comparison: {out}")
     return 0
-
-
-def main(argv=None) -> int:  # pragma: no cover - `python -m kws.cli.search`
-    parser = argparse.ArgumentParser(prog="kws")
-    register(parser.add_subparsers(dest="command", required=True))
-    ns = parser.parse_args(argv)
-    return ns.func(ns)

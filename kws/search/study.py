@@ -27,7 +27,7 @@ import platform
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -244,13 +244,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def recover(study, storage_of_study=None) -> list[int]:
+def recover(study) -> list[int]:
     """Trials left RUNNING by a process that is gone (this machine: its pid is dead; any
     machine: its heartbeat stopped more than :data:`STALE_S` ago) are marked failed, and
     their parameters are queued again. Returns the numbers of the trials recovered."""
     import optuna
 
-    storage = storage_of_study or study._storage
+    storage = study._storage
     host, recovered = platform.node(), []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         attrs = trial.user_attrs
@@ -322,7 +322,6 @@ class Search:
     process's), each through the matrix session's case runner."""
 
     def __init__(self, spec: SearchSpec, *, report=None):
-        from kws.matrix.grid import load_grid  # noqa: F401 - imported early: fail before the study
         from kws.matrix.session import MatrixSession
         from kws.matrix.thresholds import load_thresholds
 
@@ -365,7 +364,7 @@ class Search:
         case_id = self.spec.case_id(trial.number)
         try:
             with _Heartbeat(trial):
-                values, row = self._evaluate(trial, case_id)
+                values = self._evaluate(trial, case_id)
         except TrialFailed as exc:
             trial.set_user_attr("failure", str(exc))
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -412,7 +411,7 @@ class Search:
                "search": {"study": self.spec.study, "trial": trial.number, "sampler": self.spec.sampler,
                           "storage": describe(self.spec.storage, self.spec.results_dir, self.spec.study)}}
         append_history(self.spec.results_dir / HISTORY_FILE, [row])
-        return values, row
+        return values
 
 
 def figures(metrics: dict, targets: Sequence[str]) -> dict:
@@ -476,7 +475,7 @@ def point_text(trial) -> str:
     return slug(pathway, Point(point), 0).removesuffix("-seed0")
 
 
-def front_table(study, spec_identity: dict | None = None) -> str:
+def front_table(study) -> str:
     """The study's feasible Pareto front as a table: trial, point, each objective, the
     accuracy drop with its interval."""
     from tabulate import tabulate
@@ -513,7 +512,3 @@ def summary_line(study, total: int) -> str:
         name = (study.metric_names or ["objective 0"])[0]
         text += f"; best {name} {_fmt(name, pareto[0].values[0])} (trial {pareto[0].number})"
     return text
-
-
-def with_recipe(spec: SearchSpec, **changes) -> SearchSpec:
-    return replace(spec, **changes)
