@@ -71,7 +71,9 @@ def test_the_nightly_grid_takes_only_the_axes_each_pathway_uses():
     assert per_seed["c"] == per_seed["cqat"] == per_seed["cpc"] == 3
     assert per_seed["qat"] == per_seed["p24qat"] == per_seed["ptq_int8"] == 1
     assert per_seed["alpha"] == 2 and per_seed["filter"] == 3
-    assert len(cases) == 3 * sum(per_seed.values()) == 222
+    # The points `kws search promote` added to the tier, beside the product of its axes.
+    assert per_seed["lfilterqat"] == 3 and per_seed["lfilter"] == per_seed["lfilter24qat"] == 0
+    assert len(cases) == 3 * sum(per_seed.values()) == 231
     assert len({c.slug for c in cases}) == len(cases)
 
 
@@ -396,10 +398,11 @@ def test_collect_only_lists_the_ids_of_each_tier(pytester, tmp_path):
     assert clusters == {"c-c16-seed0", "pc-s0.50-c16-seed0", "cqat-c16-seed0", "pcqat-s0.50-c32-seed0",
                         "cpc-c16-seed0", "cpcqat-c16-seed0"}
     nightly = _collect(pytester, "--kws-tier", "nightly")
-    assert nightly.ret == 0 and len(_ids(nightly)) == 222
-    assert {"p-s0.875-poly-seed2", "pcqat-s0.50-c16-seed1", "alpha-a0.75-seed0"} <= _ids(nightly)
+    assert nightly.ret == 0 and len(_ids(nightly)) == 231
+    assert {"p-s0.875-poly-seed2", "pcqat-s0.50-c16-seed1", "alpha-a0.75-seed0",
+            "lfilterqat-r20-00-25-35-60-seed2"} <= _ids(nightly)
     seeds = _collect(pytester, "--kws-tier", "nightly", "--kws-seeds", "5")
-    assert len(_ids(seeds)) == 74 and "pcqat-s0.50-c16-seed5" in _ids(seeds)
+    assert len(_ids(seeds)) == 77 and "pcqat-s0.50-c16-seed5" in _ids(seeds)
     paper = _collect(pytester, "--kws-tier", "paper", "--kws-data-dir", str(tmp_path))
     assert "pcqat-s0.50-c32-seed0" in _ids(paper)
     assert not any(i.startswith("pcqat-s0.75") for i in _ids(paper))

@@ -237,10 +237,13 @@ def test_promote_writes_the_best_trials_as_named_points_and_keeps_the_file_as_it
     assert text.startswith(GRID.read_text().split("[tiers.smoke]")[0])  # comments and layout kept
     slugs = [c.slug for c in generate(load_grid(grid)["smoke"])]
     assert "pqat-s0.35-seed0" in slugs and "p-s0.65-poly-seed0" in slugs
-    # Promoting the same study again replaces its points instead of adding more.
-    promote(study, grid, top=1, tier="smoke")
+    # Promoting the same study again replaces its points instead of adding more; --by
+    # ranks the front by another objective (here the smallest first).
+    promote(study, grid, top=1, tier="smoke", by="size")
     points = load_grid(grid)["smoke"].points
-    assert [(name, pathway) for name, pathway, _ in points] == [("u55-t0000", "pqat")]
+    assert [(name, pathway) for name, pathway, _ in points] == [("u55-t0002", "p")]
+    with pytest.raises(SearchError, match="--by 'latency': study 'u55' has the objectives accuracy, size"):
+        promote(study, grid, top=1, by="latency")
 
 
 def test_promote_refuses_a_study_without_a_feasible_trial(tmp_path):

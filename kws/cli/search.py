@@ -128,6 +128,9 @@ def register(subparsers) -> None:
     promote.add_argument("--top", type=args.positive_int, default=3, help="how many trials to promote")
     promote.add_argument("--grid", type=args.input_file, default=None, help="the grid file (default bench/grid.toml)")
     promote.add_argument("--tier", choices=TIERS, default=None, help="the tier to add them to (default: the study's)")
+    promote.add_argument("--by", type=goal_spec, default=None, metavar="OBJECTIVE",
+                         help="rank the front by this objective of the study, as the study names it (default: "
+                              "its first), e.g. latency:ethos-u55-256")
     promote.set_defaults(func=_promote)
     show = sub.add_parser("show", help="print a study's feasible Pareto front")
     _common(show, study_positional=True)
@@ -272,7 +275,7 @@ def _promote(ns) -> int:
 
     study = load_existing(ns.study, ns.storage, ns.results)
     grid = _grid_path(ns.grid)
-    promoted, notes = promote(study, grid, top=ns.top, tier=ns.tier)
+    promoted, notes = promote(study, grid, top=ns.top, tier=ns.tier, by=ns.by)
     for note in notes:
         print(f"kws search promote: {note}", file=sys.stderr)
     for p in promoted:

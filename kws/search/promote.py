@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kws.search.objectives import SearchError
-from kws.search.study import SPEC_ATTR, front
+from kws.search.study import SPEC_ATTR, front, objective_index
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,11 @@ class Promoted:
     slug: str
 
 
-def promote(study, grid_path: Path, *, top: int, tier: str | None = None) -> tuple[list[Promoted], list[str]]:
+def promote(study, grid_path: Path, *, top: int, tier: str | None = None,
+            by: str | None = None) -> tuple[list[Promoted], list[str]]:
     """Write the ``top`` best trials of ``study`` (its feasible Pareto front, best first
-    on its first objective) into ``grid_path``. Returns what was promoted and the notes
-    on what was left out."""
+    on objective ``by``, the first by default) into ``grid_path``. Returns what was
+    promoted and the notes on what was left out."""
     import tomlkit
 
     from kws._fs import atomic_write_bytes
@@ -49,7 +50,7 @@ def promote(study, grid_path: Path, *, top: int, tier: str | None = None) -> tup
         raise SearchError(str(exc)) from None
     if tier not in tiers:
         raise SearchError(f"--tier {tier}: {grid_path} has no [tiers.{tier}]; valid: {', '.join(tiers)}")
-    best = front(study)
+    best = front(study, objective_index(study, by))
     if not best:
         raise SearchError(f"study {study.study_name!r} has no completed trial that meets its constraints; "
                           "nothing to promote")

@@ -437,16 +437,26 @@ def _dominates(a: Sequence[float], b: Sequence[float], maximise: Sequence[bool])
     return any(better) and not any(worse)
 
 
-def front(study) -> list:
-    """The feasible, completed trials no other feasible one dominates, best first on the
-    first objective."""
+def front(study, by: int = 0) -> list:
+    """The feasible, completed trials no other feasible one dominates, best first on
+    objective number ``by`` (the first by default)."""
     import optuna
 
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if feasible(t)]
     maximise = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
     kept = [t for t in done if not any(_dominates(o.values, t.values, maximise) for o in done if o is not t)]
-    first = maximise[0]
-    return sorted(kept, key=lambda t: (-t.values[0] if first else t.values[0], t.number))
+    return sorted(kept, key=lambda t: (-t.values[by] if maximise[by] else t.values[by], t.number))
+
+
+def objective_index(study, name: str | None) -> int:
+    """The position of objective ``name`` (as the study names them: ``accuracy``,
+    ``latency:ethos-u55-256``) among the study's; 0 for ``None``."""
+    if name is None:
+        return 0
+    names = study.metric_names or []
+    if name not in names:
+        raise SearchError(f"--by {name!r}: study {study.study_name!r} has the objectives {', '.join(names)}")
+    return names.index(name)
 
 
 def hypervolume(points: Sequence[Sequence[float]], maximise: Sequence[bool], reference: Sequence[float]) -> float:
