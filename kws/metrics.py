@@ -177,6 +177,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     _vela("vela_npu_ops", "npu_ops", "count", Better.HIGHER, "operators placed on the NPU"),
     Metric("litert_us", "us", Better.LOWER, "latency",
            "median host latency of one batch-1 inference under LiteRT on one thread"),
+    Metric("frontend_us", "us", Better.LOWER, "latency",
+           "median host time of the front-end (the MFCC features of one 1 s clip, batch 1)"),
+    Metric("e2e_us", "us", Better.LOWER, "latency",
+           "median host time of the front-end on one 1 s clip plus one batch-1 LiteRT inference on its "
+           "features, one thread: the keyword spotter's total latency",
+           label="end-to-end host latency", column="host e2e us", column_format=".0f"),
     Metric("retrain_s", "s", Better.LOWER, "pipeline",
            "the pathway's fine-tuning seconds (its stages once; the width pathway's own baseline)",
            label="retraining time", column="retrain s", column_format=".1f", best_ignores_zero=True),

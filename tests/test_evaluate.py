@@ -422,3 +422,17 @@ def test_eval_on_the_real_test_set(capsys, real_data_dir, arm_model):
     assert 0 <= report["accuracy"] <= 1
     assert set(report["per_label"]) == set(ARM_LABELS)
     assert sum(map(sum, report["confusion"])) == report["n"]
+
+
+def test_end_to_end_latency_times_the_front_end_and_front_end_plus_inference(flat_model, wide_model, tmp_path):
+    """Seed 001's total latency: the front-end on one clip, then that plus one inference
+    on the features it produced (int8 input quantised on the way)."""
+    from kws.features import get_frontend
+    from kws.pipeline.measure import end_to_end_us
+
+    model = write(tmp_path / "int8.tflite", flat_model["int8"])
+    frontend_us, total_us = end_to_end_us(model, get_frontend("mlperf-tiny"), runs=5)
+    assert frontend_us > 0 and total_us > 0
+    with pytest.raises(ValueError, match=r"model input \(1, 99, 40\) does not take front-end mlperf-tiny's "
+                                         r"features \(49, 10\)"):
+        end_to_end_us(write(tmp_path / "wide.tflite", wide_model), get_frontend("mlperf-tiny"), runs=1)

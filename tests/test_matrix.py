@@ -491,7 +491,10 @@ vela_weights_ratio = 2.0
     assert [r["case"] for r in history] == ["ptq_dynamic-seed0", "ptq_int8-seed0"]
     assert all(r["config_key"] and r["commit"] for r in history)
     assert history[1]["metrics"]["vela"]["ethos-u55-256"]["inference_us"] > 0
+    # Host latency: the model alone, and the front-end on one clip plus the model.
+    assert all(history[1]["metrics"][m] > 0 for m in ("litert_us", "frontend_us", "e2e_us"))
     assert "| ptq_int8 | 1 |" in " ".join((results / "summary.md").read_text().split())
+    assert "host e2e us" in (results / "summary.md").read_text()
     # The run ends with the answer: the table of what ran, then the advisor's choice.
     out = first.stdout.str()
     answer = out[out.index("kws: tier smoke on "):]

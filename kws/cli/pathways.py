@@ -160,6 +160,9 @@ def format_record(record) -> str:
         rows.append(("accuracy on eval data", METRICS["eval_accuracy"].show_with_interval(m)))
     if m.get("litert_us") is not None:
         rows.append(("LiteRT latency (host, 1 thread)", f"{m['litert_us']:.1f} us"))
+    if m.get("e2e_us") is not None:
+        rows.append(("front-end + inference (host, 1 clip)",
+                     f"{m['e2e_us']:.0f} us (front-end {m['frontend_us']:.0f} us)"))
     rows += [
         ("retrain time", f"{m['retrain_s']:.1f} s "
          + " ".join(f"{k}={v:.1f}s" for k, v in record.times.stages_s.items())),

@@ -23,6 +23,9 @@ from kws.export import ExportKind
 
 #: Timed batch-1 inferences for the LiteRT latency (after 20 warm-up runs).
 LITERT_RUNS = 200
+#: Timed runs of the front-end, and of the front-end plus one inference, on one clip
+#: (after 5 warm-up runs; a run costs milliseconds, not the inference's microseconds).
+END_TO_END_RUNS = 50
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,8 @@ def _eval_material(s: Subject) -> dict:
 
 
 def _latency(s: Subject) -> Measured:
-    return Measured({"litert_us": litert_latency_us(s.tflite)})
+    frontend_us, e2e_us = end_to_end_us(s.tflite, s.data.frontend)
+    return Measured({"litert_us": litert_latency_us(s.tflite), "frontend_us": frontend_us, "e2e_us": e2e_us})
 
 
 MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
@@ -188,7 +192,7 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
                 _vela, version=2),
     Measurement("eval", ("eval_accuracy",), lambda s: s.settings.eval_dir is not None, _eval, _eval_material,
                 version=2),
-    Measurement("latency", ("litert_us",), lambda s: s.settings.latency, _latency),
+    Measurement("latency", ("litert_us", "frontend_us", "e2e_us"), lambda s: s.settings.latency, _latency),
 )}
 
 
@@ -226,15 +230,46 @@ def load_array(path) -> np.ndarray:
 
 def litert_latency_us(tflite: Path, runs: int = LITERT_RUNS) -> float:
     """Median host latency of one batch-1 inference under LiteRT on one thread."""
-    feed = litert_invoker(tflite)
-    for _ in range(20):
-        feed()
+    return _median_us(litert_invoker(tflite), runs, 20)
+
+
+def _median_us(run, runs: int, warmup: int) -> float:
+    for _ in range(warmup):
+        run()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        feed()
+        run()
         times.append(time.perf_counter() - start)
     return 1e6 * statistics.median(times)
+
+
+def end_to_end_us(tflite: Path, frontend, runs: int = END_TO_END_RUNS) -> tuple[float, float]:
+    """``(front-end, total)``: the median host time of the front-end (``kws.features``'
+    traced graph) on one 1 s, 16 kHz clip, and of that front-end plus quantising its
+    features and one batch-1 LiteRT inference on them, on one thread: the total latency
+    of a keyword spotter, as seed 001 measures it."""
+    from kws.evaluate import TFLiteRunner
+    from kws.features import extract
+
+    runner = TFLiteRunner(Path(tflite), batch_size=1, num_threads=1)
+    interp = runner.interpreter
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    clip = (np.random.default_rng(0).standard_normal((1, 16_000)) * 3000).astype(np.int16)
+    shape = tuple(int(d) for d in inp["shape"])
+    if int(np.prod(shape)) != int(np.prod(frontend.output_shape)):
+        raise ValueError(f"{tflite}: model input {shape} does not take front-end {frontend.name}'s "
+                         f"features {frontend.output_shape}")
+
+    def features():
+        return extract(clip, frontend, batch_size=1)
+
+    def total():
+        interp.set_tensor(inp["index"], runner.input_quant.quantize(features().reshape(shape)))
+        interp.invoke()
+        return interp.get_tensor(out["index"])
+
+    return _median_us(features, runs, 5), _median_us(total, runs, 5)
 
 
 def litert_invoker(tflite: Path):
