@@ -98,6 +98,54 @@ def test_cases_sharing_a_tree_prefix_share_an_xdist_group():
 # ----- the grid and thresholds files --------------------------------------------------------
 
 
+F8K = "mlperf-tiny,sample_rate=8000,num_mel_bins=16"
+
+
+def test_a_front_end_variant_runs_every_case_again_with_its_own_id_input_and_baseline(tmp_path):
+    """Seed 001's axis: each front-end of a tier is a variant with its id fragment; the
+    model's input follows its features, so its cases train and cache their own baseline."""
+    variant = f"pathways = [\"ptq_int8\", \"qat\"]\n[tiers.smoke.frontends]\nf8k = \"{F8K}\"\n[tiers.smoke.axes]"
+    path = _write(tmp_path / "grid.toml", GOOD_TIER.replace("[tiers.smoke.axes]", variant))
+    cases = generate(load_grid(path)["smoke"])
+    assert [c.slug for c in cases] == ["ptq_int8-seed0", "qat-seed0", "ptq_int8-fef8k-seed0", "qat-fef8k-seed0"]
+    default, f8k = cases[0], cases[2]
+    assert default.spec.model.input_shape == (49, 10, 1) and f8k.spec.model.input_shape == (24, 10, 1)
+    assert default.config_key("d") != f8k.config_key("d") and default.group != f8k.group
+    assert point_of(f8k.slug) == "ptq_int8-fef8k"
+    # A check's yardstick is the variant's own qat case.
+    session = _session_for(path)
+    assert session.reference(cases[3], "ptq_int8").slug == "ptq_int8-fef8k-seed0"
+
+
+def _session_for(grid: Path):
+    from kws.matrix.session import MatrixSession
+
+    return MatrixSession(tier=load_grid(grid)["smoke"], thresholds=load_thresholds(THRESHOLDS),
+                         results_dir=grid.parent, project_root=ROOT)
+
+
+@pytest.mark.slow
+def test_each_front_end_trains_its_own_baseline_and_deploys_on_its_own_features(tmp_path):
+    from kws.pipeline import Settings, run_case
+    from kws.train import TrainConfig
+
+    data = make_archive(tmp_path / "data", speakers=16)
+    records = {fe: run_case("ptq_int8", spec=RunSpec(frontend=fe, data_dir=data, baseline=TrainConfig(epochs=1)),
+                            settings=Settings(latency=True))
+               for fe in ("mlperf-tiny", F8K)}
+    default, f8k = records.values()
+    assert default.keys["baseline"] != f8k.keys["baseline"] and default.trained_now == f8k.trained_now == ()
+    assert f8k.spec["frontend"] == F8K and f8k.metrics["e2e_us"] > 0
+    assert f8k.metrics["n_test"] == default.metrics["n_test"] > 0
+
+
+def test_the_model_input_follows_the_front_end():
+    assert RunSpec().model.input_shape == (49, 10, 1)
+    assert RunSpec(frontend=F8K).model.input_shape == (24, 10, 1)
+    spec = RunSpec(frontend="mlperf-tiny,sample_rate=8000,num_mel_bins=16,frame_length=320,frame_step=160")
+    assert spec.model.input_shape == (49, 10, 1)
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -125,6 +173,12 @@ alpha = [0.5]
      "schedule must be one of constant, polynomial"),
     (lambda t: t.replace("finetune_epochs = 1", "finetune_epochs = 0"), "finetune_epochs must be an integer >= 1"),
     (lambda t: t.replace("seeds = [0]", "seeds = [0]\nepochs = 3"), r"unknown key\(s\) \['epochs'\]"),
+    (lambda t: t.replace("[tiers.smoke.axes]", "[tiers.smoke.frontends]\n\"8 kHz\" = \"mlperf-tiny\"\n"
+                                               "[tiers.smoke.axes]"), "label '8 kHz' must be 1-16 lower-case"),
+    (lambda t: t.replace("[tiers.smoke.axes]", "[tiers.smoke.frontends]\nf8k = \"mlperf-tiny,sample_rate=7\"\n"
+                                               "[tiers.smoke.axes]"), r"\[tiers.smoke\].frontends.f8k: .*sample_rate"),
+    (lambda t: t.replace("[tiers.smoke.axes]", "[tiers.smoke.frontends]\nsame = \"mlperf-tiny\"\n"
+                                               "[tiers.smoke.axes]"), "same: computes the same features as the tier's"),
     (lambda t: t.replace("[tiers.smoke.axes]", "[tiers.smoke.axes"), "not valid TOML"),
 ])
 def test_a_bad_grid_names_the_file_and_the_entry(tmp_path, edit, message):

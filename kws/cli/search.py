@@ -115,6 +115,9 @@ def register(subparsers) -> None:
     search.add_argument("--grid", type=args.input_file, default=None, help="the grid file (default bench/grid.toml)")
     search.add_argument("--thresholds", type=args.input_file, default=None,
                         help="the thresholds file (default bench/thresholds.toml)")
+    search.add_argument("--frontend", type=args.frontend_spec, default=None,
+                        help="the front-end every trial uses, a preset or 'preset,key=value,...' (default: the "
+                             "tier's); the model's input follows its features")
     search.add_argument("--seed", type=args.seed, default=0, help="the cases' seed and the sampler's")
     search.add_argument("--worker", type=args.non_negative_int, default=0,
                         help="this process's index among those working on one study (its sampler seed)")
@@ -182,6 +185,10 @@ def build_spec(ns):
         raise KwsError(str(exc)) from None
     except KeyError:
         raise KwsError(f"--tier {ns.tier}: {grid} has no [tiers.{ns.tier}]") from None
+    if ns.frontend is not None:
+        from dataclasses import replace
+
+        tier = replace(tier, frontend=ns.frontend, frontends={})
     if ns.pathways and ns.family:
         raise KwsError("give --pathways or --family, not both")
     if ns.pathways:

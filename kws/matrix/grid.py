@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,9 @@ TIERS = ("smoke", "nightly", "paper")
 DATA_MODES = ("default", "required")
 _TIER_KEYS = {"description", "seeds", "baseline_epochs", "finetune_epochs", "data", "pathways",
               "axes", "pathway_axes", "model", "frontend", "learning_rates", "finetune_learning_rate",
-              "points"}
+              "points", "frontends"}
+#: A front-end variant's label: its fragment of case ids (``-fe8k``).
+_FRONTEND_LABEL = re.compile(r"^[a-z0-9]{1,16}$")
 #: Keys of a named point (``[[tiers.NAME.points]]``) besides the axes of its pathway.
 _POINT_KEYS = {"name", "pathway", "study", "trial"}
 
@@ -57,16 +60,20 @@ class Tier:
     # Named points outside the product of the axes (``kws search promote`` writes them):
     # (name, pathway, {axis: value}).
     points: tuple = field(default=(), hash=False)
+    # Front-end variants beside ``frontend``: {label: spec}; each runs every case of the
+    # tier again on its own features and its own baseline, ids marked ``-fe<label>``.
+    frontends: dict = field(default_factory=dict, hash=False)
 
     def axes_of(self, pathway: Pathway) -> dict[str, tuple]:
         """The axes ``pathway`` takes, with this tier's per-pathway replacements."""
         axes = {**self.axes, **self.pathway_axes.get(pathway.name, {})}
         return {name: tuple(axes.get(name, (AXES[name].default,))) for name in pathway.takes}
 
-    def spec(self, seed: int) -> RunSpec:
+    def spec(self, seed: int, frontend: str | None = None) -> RunSpec:
+        """The run spec at ``seed``, on ``frontend`` (default: the tier's own)."""
         from kws.models import parse_model
 
-        return RunSpec(model=parse_model(self.model), frontend=self.frontend,
+        return RunSpec(model=parse_model(self.model), frontend=frontend or self.frontend,
                        baseline=TrainConfig(epochs=self.baseline_epochs, learning_rates=self.learning_rates),
                        finetune=FineTune(epochs=self.finetune_epochs, learning_rate=self.finetune_learning_rate),
                        seed=seed)
@@ -80,6 +87,7 @@ class Case:
     point: Point
     tier: str
     spec: RunSpec = RunSpec()
+    frontend_label: str = ""  # a front-end variant of the tier ("": the tier's own)
 
     @property
     def seed(self) -> int:
@@ -105,7 +113,7 @@ class Case:
 
     @property
     def slug(self) -> str:
-        return slug(self.pathway, self.point, self.seed)
+        return slug(self.pathway, self.point, self.seed, self.frontend_label)
 
     @property
     def group(self) -> str:
@@ -115,7 +123,8 @@ class Case:
         stages = [s.with_finetune(self.spec.finetune) for s in pathway.stages(self.point)]
         first = f"{stages[0].family}-{_digest(stages[0].params())}" if stages else "baseline"
         model = pathway.model(self.spec.model, self.point).slug
-        return f"{self.tier}-seed{self.seed}-{model}-{first}"
+        frontend = f"-fe{self.frontend_label}" if self.frontend_label else ""
+        return f"{self.tier}-seed{self.seed}{frontend}-{model}-{first}"
 
     def config(self) -> dict:
         """Everything that defines the case's result, for history keys."""
@@ -133,16 +142,18 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def slug(pathway: str, point: Point, seed: int) -> str:
+def slug(pathway: str, point: Point, seed: int, frontend_label: str = "") -> str:
     """The case id: the pathway, each axis value's fragment (:mod:`kws.pathways.axes`),
     then the seed.
 
     ``p-s0.75-seed0``, ``p-s0.75-poly-seed0`` (polynomial schedule), ``c-c16-seed0``,
     ``pcqat-s0.50-c32-seed1``, ``alpha-a0.50-seed0``, ``p24qat-seed1``, ``ptq_int8-seed0``.
     An axis at a default that defines no point (the constant schedule) adds nothing, so
-    ids stay short and stable."""
+    ids stay short and stable. A front-end variant of the tier adds ``fe<label>`` before
+    the seed (``ptq_int8-fe8k-seed0``); the tier's own front-end adds nothing."""
     taken = Point({n: v for n, v in point.items() if n in PATHWAYS[pathway].takes})
-    return "-".join([pathway, *taken.fragments(), f"seed{seed}"])
+    frontend = [f"fe{frontend_label}"] if frontend_label else []
+    return "-".join([pathway, *taken.fragments(), *frontend, f"seed{seed}"])
 
 
 # ----- reading the grid -----------------------------------------------------------------
@@ -194,12 +205,14 @@ def _tier(path: Path, name: str, entry: dict) -> Tier:
     if isinstance(finetune_rate, bool) or not isinstance(finetune_rate, (int, float)) or finetune_rate <= 0:
         raise GridError(f"{where}: finetune_learning_rate must be a number > 0, got {finetune_rate!r}")
     points = tuple(_point(f"{where}.points", i, p) for i, p in enumerate(entry.get("points", [])))
+    frontends = _frontends(f"{where}.frontends", entry.get("frontends", {}),
+                           entry.get("frontend", "mlperf-tiny"))
     tier = Tier(name=name, description=entry.get("description", ""), seeds=seeds,
                 baseline_epochs=entry["baseline_epochs"], finetune_epochs=entry["finetune_epochs"],
                 data=data, axes=axes, pathway_axes=pathway_axes, pathways=pathways,
                 model=entry.get("model", "ds-cnn-s"), frontend=entry.get("frontend", "mlperf-tiny"),
                 learning_rates=tuple(float(r) for r in rates), finetune_learning_rate=float(finetune_rate),
-                points=points)
+                points=points, frontends=frontends)
     try:
         generate(tier)  # every point must be a valid case
     except ValueError as exc:
@@ -219,6 +232,30 @@ def _axes(where: str, axes: dict) -> dict[str, tuple]:
             raise GridError(f"{where}: {name} must be a non-empty list of distinct values, got {values!r}")
         out[name] = tuple(values)
     return out
+
+
+def _frontends(where: str, table, default: str) -> dict[str, str]:
+    """``{label: spec}``: each label a short name of lower-case letters and digits, each
+    spec a front-end ``kws.features.get_frontend`` reads, none the tier's own."""
+    from kws.features import get_frontend
+
+    if not isinstance(table, dict):
+        raise GridError(f"{where}: a table of label = \"front-end spec\" expected, got {table!r}")
+    seen = {get_frontend(default): "the tier's frontend"}
+    for label, spec in table.items():
+        if not _FRONTEND_LABEL.match(label):
+            raise GridError(f"{where}: label {label!r} must be 1-16 lower-case letters or digits (it goes into "
+                            "case ids)")
+        try:
+            parsed = get_frontend(spec) if isinstance(spec, str) else None
+        except (ValueError, TypeError) as exc:
+            raise GridError(f"{where}.{label}: {exc}") from None
+        if parsed is None:
+            raise GridError(f"{where}.{label}: a front-end spec string expected, got {spec!r}")
+        if parsed in seen:
+            raise GridError(f"{where}.{label}: computes the same features as {seen[parsed]}")
+        seen[parsed] = label
+    return dict(table)
 
 
 def _point(where: str, index: int, entry) -> tuple[str, str, dict]:
@@ -246,20 +283,21 @@ def generate(tier: Tier) -> list[Case]:
 
     model = parse_model(tier.model)
     cases = []
-    for seed in tier.seeds:
-        spec = tier.spec(seed)
-        for name in tier.pathways:
-            pathway = PATHWAYS[name]
-            axes = tier.axes_of(pathway)
-            for values in itertools.product(*axes.values()):
-                point = make_point(pathway, model, **dict(zip(axes, values)))
-                cases.append(Case(name, point, tier.name, spec))
-        for label, name, values in tier.points:
-            try:
-                point = make_point(PATHWAYS[name], model, **values)
-            except ValueError as exc:
-                raise ValueError(f"point {label}: {exc}") from None
-            cases.append(Case(name, point, tier.name, spec))
+    for label, frontend in [("", tier.frontend), *tier.frontends.items()]:
+        for seed in tier.seeds:
+            spec = tier.spec(seed, frontend)
+            for name in tier.pathways:
+                pathway = PATHWAYS[name]
+                axes = tier.axes_of(pathway)
+                for values in itertools.product(*axes.values()):
+                    point = make_point(pathway, model, **dict(zip(axes, values)))
+                    cases.append(Case(name, point, tier.name, spec, label))
+            for point_name, name, values in tier.points:
+                try:
+                    point = make_point(PATHWAYS[name], model, **values)
+                except ValueError as exc:
+                    raise ValueError(f"point {point_name}: {exc}") from None
+                cases.append(Case(name, point, tier.name, spec, label))
     slugs = [c.slug for c in cases]
     duplicates = sorted({s for s in slugs if slugs.count(s) > 1})
     if duplicates:

@@ -99,7 +99,7 @@ def needs(case: Case) -> dict[str, float]:
     chain, its deployed model, and the same for the reference cases of its checks."""
     found = _own_needs(case)
     for reference in sorted({CHECKS[name].reference for name in applicable(case)} - {None}):
-        found.update(_own_needs(Case(reference, Point(), case.tier, case.spec)))
+        found.update(_own_needs(Case(reference, Point(), case.tier, case.spec, case.frontend_label)))
     return found
 
 

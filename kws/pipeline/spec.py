@@ -22,8 +22,9 @@ def _frontend(spec):
 @dataclass(frozen=True)
 class RunSpec:
     """``frontend``: a preset name, ``"preset,key=value"`` or a parsed front-end (parsed
-    here, once). ``baseline``: the baseline's recipe; its seed is this spec's ``seed``,
-    which also seeds every fine-tuning stage (the seed is set in one place)."""
+    here, once); the model's input shape is set from its features. ``baseline``: the
+    baseline's recipe; its seed is this spec's ``seed``, which also seeds every
+    fine-tuning stage (the seed is set in one place)."""
 
     model: ModelConfig = ModelConfig()
     frontend: Any = "mlperf-tiny"
@@ -37,6 +38,10 @@ class RunSpec:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         object.__setattr__(self, "frontend", _frontend(self.frontend))
+        # The model's input follows the front-end's features (frames x coefficients x 1).
+        shape = (*self.frontend.output_shape, 1)
+        if tuple(self.model.input_shape) != shape:
+            object.__setattr__(self, "model", replace(self.model, input_shape=shape))
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", Path(self.data_dir))
 
