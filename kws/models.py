@@ -10,8 +10,67 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
 
 INPUT_SHAPE = (49, 10, 1)
+
+#: The technique families a model may or may not allow (what each stage wraps or
+#: rewrites): magnitude pruning, weight clustering and quantisation-aware training wrap
+#: layers with TFMOT; filter pruning rewrites a chain of Conv2D -> BatchNorm layers;
+#: width scaling rebuilds the model at a width multiplier.
+TECHNIQUES = ("prune", "cluster", "qat", "filter", "width")
+
+
+class ModelSpec:
+    """What the pipeline needs of any model, DS-CNN or a user's own.
+
+    ``slug`` names it in case records and ids; :meth:`params` is its identity in cache
+    keys; :meth:`build` returns a fresh tf_keras model for :attr:`input_shape` and
+    :attr:`num_labels` (untrained, or with its weights where :attr:`trained`: a trained
+    model file is the baseline itself). :meth:`with_input_shape` and :meth:`with_labels`
+    fit it to the front-end's features and the data's labels, or say why they cannot;
+    :meth:`scaled` gives it at a width multiplier where :attr:`scalable`.
+    :meth:`unsupported` says why a technique (:data:`TECHNIQUES`) cannot touch it, so a
+    pathway that needs one is reported as not applicable; :meth:`filter_groups` and
+    :meth:`min_weights_per_channel` bound the filter-pruning and clustering axes."""
+
+    scalable: ClassVar[bool] = False
+    trained: ClassVar[bool] = False
+    alpha: float = 1.0
+    input_shape: tuple
+    num_labels: int
+
+    @property
+    def slug(self) -> str:
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        raise NotImplementedError
+
+    def build(self):
+        raise NotImplementedError
+
+    def with_input_shape(self, shape: tuple) -> ModelSpec:
+        return replace(self, input_shape=tuple(shape))
+
+    def with_labels(self, count: int) -> ModelSpec:
+        return replace(self, num_labels=count)
+
+    def scaled(self, alpha: float) -> ModelSpec:
+        raise ValueError(f"{self.slug} cannot be trained at a width multiplier (alpha {alpha:g})")
+
+    def unsupported(self, technique: str) -> str | None:
+        return None
+
+    def filter_groups(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def min_weights_per_channel(self) -> tuple[str, int]:
+        raise NotImplementedError
+
+    def macs(self) -> int:
+        """Multiply-accumulates of one inference (what training time scales with)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -30,8 +89,11 @@ ARCHITECTURES = {
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """``name`` picks S/M/L; ``alpha`` scales every layer's filters (structured pruning by
+class ModelConfig(ModelSpec):
+    """A DS-CNN as a :class:`ModelSpec`: built from Keras layers TFMOT wraps and filter
+    pruning rewrites, so every technique applies, and width-scalable.
+
+    ``name`` picks S/M/L; ``alpha`` scales every layer's filters (structured pruning by
     width); ``mlperf`` adds MLPerf Tiny's Dropout(0.2)/Dropout(0.4) and L2 1e-4.
 
     ``bn_momentum``: with Keras' default 0.99 and the ~50 steps per epoch of a small
@@ -68,15 +130,59 @@ class ModelConfig:
                  *(["mlperf"] if self.mlperf else [])]
         return "-".join(parts)
 
+    scalable: ClassVar[bool] = True
+
     def params(self) -> dict:
         return asdict(self)
 
+    def build(self):
+        return build_model(self)
 
-def filter_groups(config: ModelConfig) -> tuple[str, ...]:
-    """The standard convolutions that own their filters, in chain order: ``conv_1``, then
-    each block's pointwise ``pw_i`` (the layer names :func:`build_model` gives). Filter
-    pruning takes one ratio per group."""
-    return ("conv_1", *(f"pw_{i}" for i in range(1, ARCHITECTURES[config.name].blocks + 1)))
+    def scaled(self, alpha: float) -> ModelConfig:
+        return replace(self, alpha=alpha)
+
+    def filter_groups(self) -> tuple[str, ...]:
+        """The standard convolutions that own their filters, in chain order: ``conv_1``,
+        then each block's pointwise ``pw_i`` (the layer names :func:`build_model` gives)."""
+        return ("conv_1", *(f"pw_{i}" for i in range(1, ARCHITECTURES[self.name].blocks + 1)))
+
+    def macs(self) -> int:
+        """Multiply-accumulates of one inference, from the architecture alone (what
+        :func:`count_macs` counts on the built model)."""
+        arch, f = ARCHITECTURES[self.name], self.filters
+        h, w, channels = self.input_shape
+        h, w = -(-h // arch.first_stride[0]), -(-w // arch.first_stride[1])
+        total = h * w * f * 10 * 4 * channels
+        for i in range(1, arch.blocks + 1):
+            if i == 1:
+                h, w = -(-h // arch.first_block_stride[0]), -(-w // arch.first_block_stride[1])
+            total += h * w * f * 9 + h * w * f * f
+        return total + f * self.num_labels
+
+    def min_weights_per_channel(self) -> tuple[str, int]:
+        """``conv_1``'s 10x4 kernel over the input channels, or a pointwise layer's
+        ``filters`` inputs, whichever is fewer (depthwise kernels are not clustered)."""
+        first = 10 * 4 * self.input_shape[-1]
+        return ("conv_1", first) if first <= self.filters else ("pw_1", self.filters)
+
+
+def filter_groups(model: ModelSpec) -> tuple[str, ...]:
+    """The layers filter pruning takes one ratio each for, in chain order."""
+    return model.filter_groups()
+
+
+def parse_model_spec(text: str, **overrides) -> ModelSpec:
+    """A model as the command line and the grid name it: a DS-CNN (``ds-cnn-s``,
+    ``ds-cnn-l``, ``ds-cnn-s-mlperf``), a Keras model file (``.keras``, ``.h5``) or
+    SavedModel folder, or ``package.module:factory``. ``overrides`` (``alpha``) apply to a
+    DS-CNN only."""
+    if text.removesuffix("-mlperf") in ARCHITECTURES:
+        return parse_model(text, **overrides)
+    from kws.usermodel import KerasModel
+
+    if overrides.get("alpha", 1.0) != 1.0:
+        raise ValueError(f"--alpha: {text} is a fixed Keras model; only a DS-CNN is built at a width multiplier")
+    return KerasModel(text)
 
 
 def parse_model(spec: str, **overrides) -> ModelConfig:

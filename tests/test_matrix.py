@@ -63,8 +63,9 @@ def test_the_smoke_ids_are_stable():
 
 def test_the_nightly_grid_takes_only_the_axes_each_pathway_uses():
     cases = generate(load_grid(GRID)["nightly"])
+    own = [c for c in cases if not c.model_label]  # DS-CNN-S, the tier's own model
     per_seed = {
-        name: sum(1 for c in cases if c.pathway == name and c.seed == 0) for name in PATHWAYS}
+        name: sum(1 for c in own if c.pathway == name and c.seed == 0) for name in PATHWAYS}
     # sparsity 3 x schedule 2 x clusters 3; no axis for qat, ptq, 2:4.
     assert per_seed["pcqat"] == per_seed["pc"] == 18
     assert per_seed["p"] == per_seed["pqat"] == 6
@@ -73,7 +74,13 @@ def test_the_nightly_grid_takes_only_the_axes_each_pathway_uses():
     assert per_seed["alpha"] == 2 and per_seed["filter"] == 3
     # The points `kws search promote` added to the tier, beside the product of its axes.
     assert per_seed["lfilterqat"] == 3 and per_seed["lfilter"] == per_seed["lfilter24qat"] == 0
-    assert len(cases) == 3 * sum(per_seed.values()) == 231
+    assert len(own) == 3 * sum(per_seed.values()) == 231
+    # DS-CNN-M and -L at the study's QAT-family points, seed 0: ptq_int8, qat, pqat 50%,
+    # cqat 16, pcqat 50% with 8 and 32 clusters.
+    assert sorted(c.slug for c in cases if c.model_label == "dsl") == [
+        "cqat-c16-dsl-seed0", "pcqat-s0.50-c32-dsl-seed0", "pcqat-s0.50-c8-dsl-seed0", "pqat-s0.50-dsl-seed0",
+        "ptq_int8-dsl-seed0", "qat-dsl-seed0"]
+    assert len(cases) == 231 + 2 * 6
     assert len({c.slug for c in cases}) == len(cases)
 
 
@@ -452,9 +459,9 @@ def test_collect_only_lists_the_ids_of_each_tier(pytester, tmp_path):
     assert clusters == {"c-c16-seed0", "pc-s0.50-c16-seed0", "cqat-c16-seed0", "pcqat-s0.50-c32-seed0",
                         "cpc-c16-seed0", "cpcqat-c16-seed0"}
     nightly = _collect(pytester, "--kws-tier", "nightly")
-    assert nightly.ret == 0 and len(_ids(nightly)) == 231
+    assert nightly.ret == 0 and len(_ids(nightly)) == 243
     assert {"p-s0.875-poly-seed2", "pcqat-s0.50-c16-seed1", "alpha-a0.75-seed0",
-            "lfilterqat-r20-00-25-35-60-seed2"} <= _ids(nightly)
+            "lfilterqat-r20-00-25-35-60-seed2", "pcqat-s0.50-c8-dsl-seed0"} <= _ids(nightly)
     seeds = _collect(pytester, "--kws-tier", "nightly", "--kws-seeds", "5")
     assert len(_ids(seeds)) == 77 and "pcqat-s0.50-c16-seed5" in _ids(seeds)
     paper = _collect(pytester, "--kws-tier", "paper", "--kws-data-dir", str(tmp_path))

@@ -274,6 +274,19 @@ def model_name(text: str) -> str:
     return _accepted_by(parse_model, text)
 
 
+def model_source(text: str) -> str:
+    """A DS-CNN name (``ds-cnn-s|m|l``, optionally ``-mlperf``), a Keras model file
+    (``.keras``, ``.h5``), a SavedModel folder, or ``package.module:factory``; returned
+    as given. Whether TFMOT can wrap it is found when the model is first built."""
+    from kws.models import ARCHITECTURES
+
+    if text.removesuffix("-mlperf") in ARCHITECTURES:
+        return text
+    from kws.usermodel import check_source
+
+    return _accepted_by(check_source, text)
+
+
 def pathway_name(text: str) -> str:
     """A pathway of the registry (``kws pathways`` lists them)."""
     from kws.pathways.registry import get_pathway
@@ -332,9 +345,13 @@ def export_kinds(text: str) -> tuple[str, ...]:
 
 
 def label_list(text: str) -> tuple[str, ...]:
-    """A permutation of the 12 labels; unknown names are listed with the valid ones."""
-    from kws.data.config import ARM_LABELS, DataConfig
+    """A permutation of the 12 labels, or ``arm`` / ``mlperf`` for the two orders of the
+    sources; unknown names are listed with the valid ones."""
+    from kws.data.config import ARM_LABELS, MLPERF_LABELS, DataConfig
 
+    named = {"arm": ARM_LABELS, "mlperf": MLPERF_LABELS}
+    if text.strip().lower() in named:
+        return named[text.strip().lower()]
     labels = tuple(s.strip() for s in text.split(",") if s.strip())
     unknown = [name for name in labels if name not in ARM_LABELS]
     if unknown:

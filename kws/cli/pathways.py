@@ -17,6 +17,11 @@ from kws.pathways.axes import AXES
 
 def register(subparsers) -> None:
     ls = subparsers.add_parser("pathways", help="list the pathways and the axes each takes")
+    ls.add_argument("--model", type=args.model_source, default=None,
+                    help="also say which pathways apply to this model (a DS-CNN name, a Keras model file or "
+                         "SavedModel folder, or package.module:factory), and why the others do not")
+    ls.add_argument("--frontend", type=args.frontend_spec, default="mlperf-tiny",
+                    help="the front-end the model takes features from (default mlperf-tiny)")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
 
@@ -35,7 +40,11 @@ def register(subparsers) -> None:
     run.add_argument("--baseline-learning-rates", type=args.learning_rates, default=None,
                      help="the baseline's piecewise learning rates, stepping at equal shares of its "
                           "epochs (default 5e-4,1e-4,2e-5; the smoke and nightly tiers: 2e-3,4e-4,8e-5)")
-    run.add_argument("--model", type=args.model_name, default="ds-cnn-s", help="ds-cnn-s|m|l, optionally -mlperf")
+    run.add_argument("--model", type=args.model_source, default="ds-cnn-s",
+                     help="ds-cnn-s|m|l (optionally -mlperf), a trained Keras model file (.keras, .h5) or "
+                          "SavedModel folder, used as the baseline, or package.module:factory")
+    run.add_argument("--labels", type=args.label_list, default=None,
+                     help="comma-separated label order: the model's output order (default: Arm's)")
     run.add_argument("--frontend", type=args.frontend_spec, default="mlperf-tiny",
                      help="a preset, or 'preset,key=value,...'")
     run.add_argument("--data-dir", type=args.input_folder, default=None,
@@ -53,28 +62,51 @@ def register(subparsers) -> None:
 def _list(ns) -> int:
     from kws.pathways.registry import PATHWAYS
 
+    why = {}
+    if ns.model is not None:
+        from kws.models import parse_model_spec
+        from kws.pipeline import RunSpec
+
+        try:
+            model = RunSpec(model=parse_model_spec(ns.model), frontend=ns.frontend).model
+        except ValueError as exc:
+            raise KwsError(f"--model: {exc}") from None
+        why = {p.name: p.not_applicable(model) for p in PATHWAYS.values()}
     if ns.json:
         print(json.dumps([{"name": p.name, "family": p.family, "takes": list(p.takes),
-                           "export": p.export, "description": p.description} for p in PATHWAYS.values()]))
+                           "export": p.export, "description": p.description,
+                           **({"applies": why[p.name] is None, "why_not": why[p.name]} if why else {})}
+                          for p in PATHWAYS.values()]))
         return 0
     from tabulate import tabulate
 
     rows = [(p.name, p.family, ", ".join(p.takes) or "-", p.export, p.description) for p in PATHWAYS.values()]
-    print(tabulate(rows, headers=["pathway", "family", "takes", "deploys as", "stages"], tablefmt="github"))
+    if not why:
+        print(tabulate(rows, headers=["pathway", "family", "takes", "deploys as", "stages"], tablefmt="github"))
+        return 0
+    rows = [(*row[:4], "yes" if why[row[0]] is None else f"no: {why[row[0]].split(': ', 1)[1]}") for row in rows]
+    print(tabulate(rows, headers=["pathway", "family", "takes", "deploys as", f"applies to {model.slug}"],
+                   tablefmt="github"))
     return 0
 
 
 def _spec_and_point(ns):
     """What argparse could not check alone, checked before any work: the axes against the
     pathway and the model (clusters depend on the model's width), and the recipes."""
-    from kws.models import parse_model
+    from kws.models import parse_model_spec
     from kws.pathways.base import FineTune
-    from kws.pathways.registry import get_pathway, make_point
+    from kws.pathways.registry import NotApplicable, check_applies, get_pathway, make_point
     from kws.pipeline import RunSpec, Settings
     from kws.train import TrainConfig
     from kws.vela import DEFAULT_TARGET
 
-    pathway, model = get_pathway(ns.pathway), parse_model(ns.model)
+    try:
+        pathway, model = get_pathway(ns.pathway), parse_model_spec(ns.model)
+        check_applies(pathway, model)
+    except NotApplicable:
+        raise
+    except ValueError as exc:
+        raise KwsError(f"--model: {exc}") from None
     given = {name: getattr(ns, name) for name in AXES}
     for name, value in given.items():
         if value is not None and name in pathway.takes:
@@ -87,6 +119,7 @@ def _spec_and_point(ns):
         finetune = FineTune(**{k: v for k, v in (("epochs", ns.epochs), ("learning_rate", ns.learning_rate))
                                if v is not None})
         spec = RunSpec(model=model, frontend=ns.frontend, data_dir=ns.data_dir,
+                       data_config=args.labels_config(ns.labels),
                        baseline=TrainConfig(epochs=ns.baseline_epochs, **(
                            {"learning_rates": ns.baseline_learning_rates} if ns.baseline_learning_rates else {})),
                        finetune=finetune, seed=ns.seed)

@@ -35,7 +35,7 @@ from kws.vela.targets import DEFAULT_TARGET, TARGETS
 
 #: ``kws.matrix.grid.TIERS`` (importing that module loads numpy); tests/test_recommend.py
 #: checks that the two agree.
-TIERS = ("smoke", "nightly", "paper")
+TIERS = ("smoke", "nightly", "paper", "tradeoffs")
 #: The results folder read when neither ``--results`` nor ``--history`` is given.
 DEFAULT_RESULTS = Path("results")
 NO_TARGET = "none"

@@ -19,7 +19,7 @@ from kws.cli import args
 from kws.errors import KwsError
 
 #: ``kws.matrix.grid.TIERS`` without importing it (it loads numpy).
-TIERS = ("smoke", "nightly", "paper")
+TIERS = ("smoke", "nightly", "paper", "tradeoffs")
 FAMILIES = ("ptq", "qat", "prune", "cluster", "structured")
 
 
@@ -118,6 +118,12 @@ def register(subparsers) -> None:
     search.add_argument("--frontend", type=args.frontend_spec, default=None,
                         help="the front-end every trial uses, a preset or 'preset,key=value,...' (default: the "
                              "tier's); the model's input follows its features")
+    search.add_argument("--model", type=args.model_source, default=None,
+                        help="the model every trial compresses instead of the tier's: a trained Keras model "
+                             "file (.keras, .h5) or SavedModel folder (the baseline), package.module:factory, "
+                             "or a DS-CNN name; only the pathways that apply to it are searched")
+    search.add_argument("--labels", type=args.label_list, default=None,
+                        help="the label order (the model's output order): arm (default), mlperf, or 12 labels")
     search.add_argument("--seed", type=args.seed, default=0, help="the cases' seed and the sampler's")
     search.add_argument("--worker", type=args.non_negative_int, default=0,
                         help="this process's index among those working on one study (its sampler seed)")
@@ -189,6 +195,11 @@ def build_spec(ns):
         from dataclasses import replace
 
         tier = replace(tier, frontend=ns.frontend, frontends={})
+    try:
+        tier = tier.with_model(ns.model, ns.labels)
+        model = tier.spec(ns.seed).model
+    except ValueError as exc:
+        raise KwsError(f"--model: {exc}") from None
     if ns.pathways and ns.family:
         raise KwsError("give --pathways or --family, not both")
     if ns.pathways:
@@ -205,6 +216,15 @@ def build_spec(ns):
     if not ns.pathways and any(g.target for g in [o.goal for o in objectives] + [c.goal for c in constraints]):
         # A family or the default: the pathways with a Vela estimate (int8).
         pathways = tuple(p for p in pathways if PATHWAYS[p].export.value == "int8")
+    refused = {p: reason for p in pathways if (reason := PATHWAYS[p].not_applicable(model))}
+    if refused and ns.pathways:
+        raise KwsError(f"--pathways: not applicable to {model.slug}: " + "; ".join(refused.values()))
+    if refused:
+        print(f"kws search: left out {len(refused)} pathway(s) not applicable to {model.slug}: "
+              + "; ".join(refused.values()))
+        pathways = tuple(p for p in pathways if p not in refused)
+    if not pathways:
+        raise KwsError(f"no pathway to search applies to {model.slug}")
     spec = SearchSpec(study=ns.study, pathways=pathways, objectives=tuple(objectives),
                       constraints=tuple(constraints), tier=tier, trials=ns.trials, seed=ns.seed,
                       sampler=ns.sampler, worker=ns.worker, results_dir=ns.results, storage=ns.storage,

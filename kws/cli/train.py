@@ -14,7 +14,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train (or fetch from the cache) a baseline DS-CNN")
     p.add_argument("--data-dir", type=args.input_folder, default=None,
                    help="Speech Commands folder (default: the synthetic default dataset)")
-    p.add_argument("--model", type=args.model_name, default="ds-cnn-s", help="ds-cnn-s|m|l, optionally -mlperf")
+    p.add_argument("--model", type=args.model_source, default="ds-cnn-s",
+                   help="ds-cnn-s|m|l (optionally -mlperf), package.module:factory, or a trained Keras model "
+                        "file (.keras, .h5) or SavedModel folder, which is scored and converted, not retrained")
     p.add_argument("--alpha", type=args.width_multiplier, default=1.0, help="width multiplier in (0, 1]")
     p.add_argument("--frontend", type=args.frontend_spec, default="mlperf-tiny",
                    help="preset (mlperf-tiny, arm) or preset,key=value,... (default mlperf-tiny)")
@@ -40,12 +42,12 @@ def _run(ns) -> int:
     together (a model and its width), before any work all the same."""
     import time
 
-    from kws.models import parse_model
+    from kws.models import parse_model_spec
     from kws.pipeline import RunSpec
     from kws.train import TrainConfig
 
     try:
-        spec = RunSpec(model=parse_model(ns.model, alpha=ns.alpha), frontend=ns.frontend,
+        spec = RunSpec(model=parse_model_spec(ns.model, alpha=ns.alpha), frontend=ns.frontend,
                        data_dir=ns.data_dir, data_config=args.labels_config(ns.labels),
                        baseline=TrainConfig(epochs=ns.epochs, batch_size=ns.batch_size, **(
                            {"learning_rates": ns.learning_rates} if ns.learning_rates else {})),
@@ -68,8 +70,9 @@ def _run(ns) -> int:
     meta = artifact.metadata
     record = {"model": spec.model.slug, "key": artifact.key, "path": str(artifact.path),
               "from_cache": not trained_now,
-              "epochs_run": meta["epochs_run"], "best_epoch": meta["best_epoch"],
-              "val_accuracy": meta["val_accuracy"],
+              "trained": meta.get("trained", True),
+              "epochs_run": meta.get("epochs_run"), "best_epoch": meta.get("best_epoch"),
+              "val_accuracy": meta.get("val_accuracy"),
               "test_accuracy": meta.get("test", {}).get("accuracy"),
               "train_seconds": meta["train_seconds"], "wall_seconds": seconds}
     for kind, art in exports.items():

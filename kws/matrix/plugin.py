@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from kws.errors import argument_type
+from kws.matrix.checks import CHECKS
 from kws.matrix.grid import TIERS, GridError, load_grid
 from kws.matrix.history import check_writable
 from kws.matrix.session import MatrixSession
@@ -55,6 +56,24 @@ def _targets(text: str) -> tuple[str, ...]:
     return tuple(t.name for t in parse_targets(text))
 
 
+def _model(text: str) -> str:
+    from kws.cli.args import model_source
+
+    try:
+        return model_source(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _labels(text: str) -> tuple[str, ...]:
+    from kws.cli.args import label_list
+
+    try:
+        return label_list(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
 @argument_type
 def _shard(text: str) -> Shard:
     return Shard.parse(text)
@@ -64,8 +83,9 @@ def pytest_addoption(parser):
     group = parser.getgroup("kws", "kws-pathways benchmark matrix")
     group.addoption("--kws-tier", choices=TIERS, default="smoke",
                     help="which tier of bench/grid.toml to run: smoke (default; synthetic data, one point "
-                         "per pathway), nightly (full grid, 3 seeds), paper (the study's recipe; needs "
-                         "--kws-data-dir)")
+                         "per pathway), nightly (full grid, 3 seeds, and DS-CNN-M/L for the QAT family), "
+                         "tradeoffs (front-end x width x pruning x PTQ kind), paper (the study's recipe; "
+                         "needs --kws-data-dir)")
     group.addoption("--kws-data-dir", type=_existing_dir, default=None, metavar="DIR",
                     help="Speech Commands folder, either layout (default: the synthetic default dataset)")
     group.addoption("--kws-eval-dir", type=_existing_dir, default=None, metavar="DIR",
@@ -88,6 +108,14 @@ def pytest_addoption(parser):
                     help="the thresholds file (default: bench/thresholds.toml)")
     group.addoption("--kws-results", type=Path, default=None, metavar="DIR",
                     help="where history.jsonl and summary.md go (default: results/)")
+    group.addoption("--kws-model", type=argument_type(_model), default=None, metavar="MODEL",
+                    help="run the tier on this model instead of its own: a trained Keras model file (.keras, "
+                         ".h5) or SavedModel folder, which is the baseline (nothing retrains it), "
+                         "package.module:factory, or a DS-CNN name; pathways it cannot take are reported "
+                         "as not applicable")
+    group.addoption("--kws-labels", type=argument_type(_labels), default=None, metavar="L1,L2,...",
+                    help="the label order (the model's output order): arm (default), mlperf, or the 12 "
+                         "labels comma-separated")
     group.addoption("--kws-shard", type=_shard, default=None, metavar="K/N",
                     help="run only shard K of N (e.g. 2/4): cases that share trained stages stay on one "
                          "shard, the shards balanced by estimated training time; merge the shards' results "
@@ -110,6 +138,7 @@ def pytest_configure(config):
     except KeyError:
         raise pytest.UsageError(f"--kws-tier {config.getoption('kws_tier')}: {grid_path} has no "
                                 f"[tiers.{config.getoption('kws_tier')}]") from None
+    tier = tier.with_model(config.getoption("kws_model"), config.getoption("kws_labels"))
     try:
         thresholds = load_thresholds(config.getoption("kws_thresholds") or root / "bench" / "thresholds.toml")
     except ThresholdsError as exc:
@@ -177,6 +206,15 @@ def pytest_generate_tests(metafunc):
 def _marks(case, session, check: str | None = None) -> list:
     marks = [getattr(pytest.mark, case.family), getattr(pytest.mark, case.tier),
              pytest.mark.xdist_group(case.group)]
+    reason = not_applicable(case)
+    yardstick = CHECKS[check].reference if check else None
+    if not reason and yardstick:
+        # A check judged against another pathway's case (the QAT model's Vela figures)
+        # has nothing to judge against when that pathway cannot run on the model.
+        missing = not_applicable(session.reference(case, yardstick))
+        reason = missing and f"its yardstick {yardstick} is {missing}"
+    if reason:
+        marks.append(pytest.mark.skip(reason=reason))
     known = check and session.thresholds.known_failure(case.slug, check, case.tier)
     if known:
         marks.append(pytest.mark.xfail(strict=True, reason=known.reason))
@@ -308,12 +346,30 @@ class MatrixRecorder:
             terminalreporter.write_line(
                 f"kws gate: {matrix.gated_rows} case(s) compared with their history, no regression"
                 + (f"; {unknown} case(s) had no earlier run to compare with" if unknown else ""))
+        _write_not_applicable(terminalreporter, matrix)
         if matrix.rows:
             _write_answer(terminalreporter, matrix)
         report = [p for p in self.written if p.suffix == ".html"]
         if report:
             plots = sum(p.suffix == ".png" for p in self.written)
             terminalreporter.write_line(f"kws report: {report[0]} ({plots} plots in {report[0].parent / 'plots'})")
+
+
+def not_applicable(case) -> str | None:
+    """Why ``case`` cannot run on its model (the case is skipped with it): its pathway
+    needs a technique the model does not allow, or its grid point a value the model
+    cannot take."""
+    reason = PATHWAYS[case.pathway].not_applicable(case.spec.model) or case.invalid
+    return f"not applicable to {case.spec.model.slug}: {reason}" if reason else None
+
+
+def _write_not_applicable(reporter, matrix: MatrixSession) -> None:
+    """One line per model and pathway the tier lists that cannot run on that model."""
+    found = sorted({reason for case in matrix.cases if (reason := not_applicable(case))})
+    if found:
+        reporter.write_sep("-", f"kws: {len(found)} case(s) not applicable to their model")
+        for reason in found:
+            reporter.write_line(reason)
 
 
 def _write_answer(reporter, matrix: MatrixSession) -> None:

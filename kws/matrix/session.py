@@ -159,7 +159,7 @@ class MatrixSession:
     def reference(self, case: Case, pathway: str) -> Case:
         """The case of ``pathway`` (one that takes no axes: ``ptq_int8``, ``qat``) with the
         same spec (seed, model, recipes) and tier: a check's yardstick."""
-        return Case(pathway, Point(), case.tier, case.spec, case.frontend_label)
+        return Case(pathway, Point(), case.tier, case.spec, case.frontend_label, case.model_label)
 
     # ----- data -----------------------------------------------------------------------
     @cached_property

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kws.models import ModelConfig, filter_groups
+from kws.models import ModelSpec, filter_groups
 
 
 class Schedule(enum.StrEnum):
@@ -40,28 +40,27 @@ def number_fragment(value: float) -> str:
     return f"{whole}.{frac.ljust(2, '0')}"
 
 
-def _open_unit(name: str, example: str) -> Callable[[Any, ModelConfig], None]:
+def _open_unit(name: str, example: str) -> Callable[[Any, ModelSpec], None]:
     def check(value, model):
         if not 0 < value < 1:
             raise ValueError(f"{name} must be in (0, 1), e.g. {example}; got {value}")
     return check
 
 
-def min_weights_per_channel(model: ModelConfig) -> tuple[str, int]:
+def min_weights_per_channel(model: ModelSpec) -> tuple[str, int]:
     """The clusterable layer with the fewest weights per output channel (TFMOT skips a
     layer whose channels hold fewer weights than the number of clusters)."""
-    first = 10 * 4 * model.input_shape[-1]
-    return ("conv_1", first) if first <= model.filters else ("pw_1", model.filters)
+    return model.min_weights_per_channel()
 
 
-def _check_clusters(value: int, model: ModelConfig) -> None:
+def _check_clusters(value: int, model: ModelSpec) -> None:
     layer, limit = min_weights_per_channel(model)
     if not 2 <= value <= limit:
         raise ValueError(f"clusters must be in [2, {limit}] for {model.slug} ({layer} has {limit} "
                          f"weights per output channel); got {value}")
 
 
-def _check_ratios(value: tuple[float, ...], model: ModelConfig) -> None:
+def _check_ratios(value: tuple[float, ...], model: ModelSpec) -> None:
     groups = filter_groups(model)
     given = ",".join(f"{v:g}" for v in value)
     if len(value) not in (1, len(groups)):
@@ -157,12 +156,12 @@ class Axis:
     default: Any
     help: str
     fragment: Callable[[Any], str | None]
-    check: Callable[[Any, ModelConfig], None] = lambda value, model: None
+    check: Callable[[Any, ModelSpec], None] = lambda value, model: None
     choices: tuple = field(default=())
     parser: Callable[[Any], Any] | None = None
     span: tuple[float, float, float] | None = None
     candidates: tuple = ()
-    parts: Callable[[ModelConfig], tuple[str, ...]] | None = None
+    parts: Callable[[ModelSpec], tuple[str, ...]] | None = None
 
     @property
     def flag(self) -> str:
@@ -190,12 +189,12 @@ class Axis:
             raise ValueError(f"{self.name} must be {'an integer' if self.type is int else 'a number'}; "
                              f"got {raw!r}") from None
 
-    def validate(self, value: Any, model: ModelConfig) -> Any:
+    def validate(self, value: Any, model: ModelSpec) -> Any:
         value = self.parse(value)
         self.check(value, model)
         return value
 
-    def dims(self, model: ModelConfig) -> tuple[SearchDim, ...]:
+    def dims(self, model: ModelSpec) -> tuple[SearchDim, ...]:
         """The dimensions this axis adds to a search for ``model``: one named after the
         axis, or one per part (``filter_ratios.pw_1``)."""
         if self.candidates:
@@ -210,7 +209,7 @@ class Axis:
         kind = "int" if self.type is int else "float"
         return tuple(SearchDim(name, kind, low, high, step) for name in self._dim_names(model))
 
-    def from_dims(self, values: Mapping[str, Any], model: ModelConfig) -> Any:
+    def from_dims(self, values: Mapping[str, Any], model: ModelSpec) -> Any:
         """The validated axis value from sampled dimension values (floats snapped to the
         step grid: a sampler's 0.30000000000000004 is 0.3)."""
         names = self._dim_names(model)
@@ -220,7 +219,7 @@ class Axis:
         sampled = [self._snap(values[n]) for n in names]
         return self.validate(tuple(sampled) if self.parts else sampled[0], model)
 
-    def _dim_names(self, model: ModelConfig) -> tuple[str, ...]:
+    def _dim_names(self, model: ModelSpec) -> tuple[str, ...]:
         if self.parts is None or self.candidates:
             return (self.name,)
         return tuple(f"{self.name}.{part}" for part in self.parts(model))
@@ -232,7 +231,7 @@ class Axis:
         snapped = round(low + round((value - low) / step) * step, 6)
         return int(snapped) if self.type is int else snapped
 
-    def _accepts(self, value: Any, model: ModelConfig) -> bool:
+    def _accepts(self, value: Any, model: ModelSpec) -> bool:
         try:
             self.validate(value, model)
         except ValueError:

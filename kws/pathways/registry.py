@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+from kws.errors import KwsError
 from kws.export import ExportKind
-from kws.models import ModelConfig
+from kws.models import ModelConfig, ModelSpec
 from kws.pathways.axes import AXES, Point, SearchDim
 from kws.pathways.base import Preserve, Stage
 from kws.pathways.cluster import Cluster
@@ -37,7 +38,25 @@ class Pathway:
     export: ExportKind  # the TFLite kind it deploys as
     build_stages: Callable[[Point], list[Stage]]
     # The structured width pathway retrains the baseline itself at a smaller width.
-    model: Callable[[ModelConfig, Point], ModelConfig] = lambda model, point: model
+    model: Callable[[ModelSpec, Point], ModelSpec] = lambda model, point: model
+
+    @property
+    def techniques(self) -> tuple[str, ...]:
+        """What the pathway does to a model (:data:`kws.models.TECHNIQUES`): its stages'
+        families (at its default point: the families do not depend on the values), and
+        ``width`` where it retrains the model at a width multiplier."""
+        point = Point({name: AXES[name].default for name in self.takes})
+        found = [stage.family for stage in self.stages(point)]
+        return tuple(dict.fromkeys([*found, *(["width"] if "alpha" in self.takes else [])]))
+
+    def not_applicable(self, model: ModelSpec) -> str | None:
+        """Why this pathway cannot run on ``model`` (a technique it needs cannot touch
+        the model), or None."""
+        for technique in self.techniques:
+            reason = model.unsupported(technique)
+            if reason:
+                return f"{self.name} needs {technique}: {reason}"
+        return None
 
     def stages(self, point: Point) -> list[Stage]:
         """The technique stages at ``point`` (fine-tuning settings at their defaults: the
@@ -86,6 +105,10 @@ _ALL = [
     Pathway("ptq_int8", F.PTQ, "train -> full int8 (representative dataset)", (), K.INT8, lambda p: []),
     Pathway("qat", F.QAT, "train -> QAT -> int8", (), K.INT8, lambda p: [QAT()]),
     Pathway("p", F.PRUNE, "train -> prune -> int8", ("sparsity", "schedule"), K.INT8, lambda p: [_prune(p)]),
+    Pathway("p_dynamic", F.PRUNE, "train -> prune -> dynamic-range int8 weights", ("sparsity", "schedule"),
+            K.DYNAMIC, lambda p: [_prune(p)]),
+    Pathway("p_fp16", F.PRUNE, "train -> prune -> float16 weights", ("sparsity", "schedule"), K.FLOAT16,
+            lambda p: [_prune(p)]),
     Pathway("c", F.CLUSTER, "train -> cluster -> int8", ("clusters",), K.INT8, lambda p: [_cluster(p)]),
     Pathway("pc", F.CLUSTER, "train -> prune -> sparsity-preserving cluster -> int8",
             ("sparsity", "schedule", "clusters"), K.INT8, lambda p: [_prune(p), _cluster(p)]),
@@ -103,7 +126,7 @@ _ALL = [
     Pathway("cpcqat", F.QAT, "train -> per-channel cluster -> cluster-preserving QAT -> int8",
             ("clusters",), K.INT8, lambda p: [_cluster(p, per_channel=True), QAT()]),
     Pathway("alpha", F.STRUCTURED, "train at width alpha (every layer's filters scaled) -> int8",
-            ("alpha",), K.INT8, lambda p: [], model=lambda m, p: replace(m, alpha=p.alpha)),
+            ("alpha",), K.INT8, lambda p: [], model=lambda m, p: m.scaled(p.alpha) if m.scalable else m),
     Pathway("filter", F.STRUCTURED, "train -> L1 filter pruning of the pointwise convs (Li et al.) "
             "-> smaller dense model, fine-tuned -> int8", ("sparsity",), K.INT8, lambda p: [_filter(p)]),
     Pathway("filterqat", F.STRUCTURED, "train -> L1 filter pruning -> QAT -> int8", ("sparsity",),
@@ -123,13 +146,26 @@ del F, K
 PATHWAYS: dict[str, Pathway] = {p.name: p for p in _ALL}
 
 
+class NotApplicable(KwsError):
+    """A pathway that cannot run on a model; the message says which technique refused
+    which layers. The matrix reports the case as not applicable, ``kws run`` as an error."""
+
+
+def check_applies(pathway: Pathway, model: ModelSpec) -> None:
+    reason = pathway.not_applicable(model)
+    if reason:
+        usable = [p.name for p in PATHWAYS.values() if p.not_applicable(model) is None]
+        raise NotApplicable(f"pathway {pathway.name} does not apply to model {model.slug}: {reason}. "
+                            f"Pathways that apply to it: {', '.join(usable) or 'none'}")
+
+
 def get_pathway(name: str) -> Pathway:
     if name not in PATHWAYS:
         raise ValueError(f"unknown pathway {name!r}; valid pathways: {', '.join(PATHWAYS)}")
     return PATHWAYS[name]
 
 
-def make_point(pathway: Pathway, model: ModelConfig = ModelConfig(), **given) -> Point:
+def make_point(pathway: Pathway, model: ModelSpec = ModelConfig(), **given) -> Point:
     """Validate ``given`` axis values for ``pathway`` before any training: unknown axes,
     axes the pathway does not take and out-of-range values all fail with the valid
     choices; axes not given take their defaults. The stage chain is checked too (e.g.
@@ -155,13 +191,13 @@ def make_point(pathway: Pathway, model: ModelConfig = ModelConfig(), **given) ->
     return point
 
 
-def search_space(pathway: Pathway, model: ModelConfig = ModelConfig()) -> tuple[SearchDim, ...]:
+def search_space(pathway: Pathway, model: ModelSpec = ModelConfig()) -> tuple[SearchDim, ...]:
     """The dimensions a search samples for ``pathway`` on ``model``: those of each axis
     the pathway takes, in the order it takes them (none for a pathway without axes)."""
     return tuple(dim for name in pathway.takes for dim in AXES[name].dims(model))
 
 
-def point_from_dims(pathway: Pathway, values: Mapping[str, Any], model: ModelConfig = ModelConfig()) -> Point:
+def point_from_dims(pathway: Pathway, values: Mapping[str, Any], model: ModelSpec = ModelConfig()) -> Point:
     """The point that sampled ``values`` (one per dimension of :func:`search_space`, by
     name) stand for, validated by :func:`make_point`: a combination the stage chain
     rejects raises ``ValueError``, as does a name outside the space."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from kws.export import ExportKind
 from kws.pathways.axes import Point
-from kws.pathways.registry import Pathway, get_pathway
+from kws.pathways.registry import Pathway, check_applies, get_pathway
 from kws.pipeline.measure import MEASUREMENTS, Settings, Subject, run_measurement
 from kws.pipeline.spec import RunSpec
 from kws.pipeline.steps import CaseData, baseline_step, export_step, technique_step
@@ -50,6 +50,7 @@ class CasePipeline:
     def run(self, pathway: str | Pathway, point: Point = Point(), spec: RunSpec = RunSpec()) -> CaseRecord:
         pathway = get_pathway(pathway) if isinstance(pathway, str) else pathway
         cache, start = self.cache, time.perf_counter()
+        check_applies(pathway, spec.model)
         data = self.case_data(spec)
         model = pathway.model(spec.model, point)
         baseline = self.baseline(data, model)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kws.data import DataConfig
-from kws.models import ModelConfig
+from kws.models import ModelConfig, ModelSpec
 from kws.pathways.base import FineTune
 from kws.train import TrainConfig
 
@@ -21,12 +21,13 @@ def _frontend(spec):
 
 @dataclass(frozen=True)
 class RunSpec:
-    """``frontend``: a preset name, ``"preset,key=value"`` or a parsed front-end (parsed
+    """``model``: any :class:`~kws.models.ModelSpec` (a DS-CNN, a model file, a factory).
+    ``frontend``: a preset name, ``"preset,key=value"`` or a parsed front-end (parsed
     here, once); the model's input shape is set from its features. ``baseline``: the
     baseline's recipe; its seed is this spec's ``seed``, which also seeds every
     fine-tuning stage (the seed is set in one place)."""
 
-    model: ModelConfig = ModelConfig()
+    model: ModelSpec = ModelConfig()
     frontend: Any = "mlperf-tiny"
     data_dir: Path | None = None
     data_config: DataConfig = DataConfig()
@@ -40,8 +41,8 @@ class RunSpec:
         object.__setattr__(self, "frontend", _frontend(self.frontend))
         # The model's input follows the front-end's features (frames x coefficients x 1).
         shape = (*self.frontend.output_shape, 1)
-        if tuple(self.model.input_shape) != shape:
-            object.__setattr__(self, "model", replace(self.model, input_shape=shape))
+        if self.model.input_shape is None or tuple(self.model.input_shape) != shape:
+            object.__setattr__(self, "model", self.model.with_input_shape(shape))
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", Path(self.data_dir))
 
@@ -55,7 +56,8 @@ class RunSpec:
 
     def to_dict(self) -> dict:
         """What the record says the case ran with."""
-        return {"model": self.model.slug, "frontend": self.frontend_name,
+        source = {"model_source": self.model.params()} if getattr(self.model, "source", None) else {}
+        return {"model": self.model.slug, **source, "frontend": self.frontend_name,
                 "data": str(self.data_dir) if self.data_dir else "default",
                 "baseline_epochs": self.baseline.epochs, "finetune_epochs": self.finetune.epochs,
                 "learning_rate": self.finetune.learning_rate, "seed": self.seed}

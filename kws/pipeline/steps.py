@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kws.data import SpeechCommands
-from kws.models import ModelConfig
+from kws.models import ModelSpec
 from kws.train import TrainConfig
 
 
@@ -63,7 +63,7 @@ def load_model(artifact):
 # ----- the steps ------------------------------------------------------------------------------
 
 
-def baseline_step(ds: SpeechCommands, frontend, model: ModelConfig, train: TrainConfig, cache) -> Step:
+def baseline_step(ds: SpeechCommands, frontend, model: ModelSpec, train: TrainConfig, cache) -> Step:
     from kws import baseline
 
     model = baseline.fit_model(model, ds)

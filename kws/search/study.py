@@ -77,15 +77,15 @@ class SearchSpec:
 
     @property
     def model(self):
-        from kws.models import parse_model
-
-        return parse_model(self.tier.model)
+        # The tier's model fitted to its front-end (the search space follows its layers).
+        return self.tier.spec(self.seed).model
 
     def identity(self) -> dict:
         """What makes two searches the same study: kept in the study, compared on reopening."""
         return {"objectives": [o.text for o in self.objectives],
                 "constraints": [c.text for c in self.constraints],
-                "pathways": list(self.pathways), "tier": self.tier.name, "model": self.tier.model,
+                "pathways": list(self.pathways), "tier": self.tier.name,
+                "model": self.tier.model if not self.tier.foreign_model else self.model.params(),
                 "frontend": self.tier.frontend, "baseline_epochs": self.tier.baseline_epochs,
                 "finetune_epochs": self.tier.finetune_epochs, "seed": self.seed}
 

@@ -207,6 +207,7 @@ class Store:
                 "versions": document["versions"],
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        log.info("built %s %s in %.1f s", stage, key[:12], seconds)
         return Entry(key, stage, path, manifest["metadata"], manifest)
 
     # ----- maintenance ------------------------------------------------------------
