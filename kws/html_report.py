@@ -157,14 +157,14 @@ NOT_RECORDED = "not recorded (an earlier run)"
 
 
 def _low_utilisation_text(entries) -> list[str]:
-    from kws.plots import layer_label
+    from kws.inspect.tflite import layer_label
 
     return [f"{layer_label(n['name'])} ({n['op']}): {n['mac_utilisation']:.1f}% MAC utilisation, "
             f"{n['cycles']:,} cycles ({n['cycles_share']:.0%} of the total)" for n in entries]
 
 
 def _cpu_text(ops) -> list[str]:
-    from kws.plots import layer_label
+    from kws.inspect.tflite import layer_label
 
     return [f"{op['type']} {layer_label(op['name'])}: {op.get('reason') or 'Vela gave no reason'}" for op in ops]
 

@@ -194,6 +194,20 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 VELA_DETAIL_FIELDS = ("cpu_ops", "traffic", "low_utilisation")
 
 
+def compact_vela_detail(estimate: dict) -> dict:
+    """One target's Vela estimate as a history row keeps it: the traffic per memory by kind
+    left to the record (its totals are metrics), the lowest-utilisation layers by their
+    short names (:func:`kws.inspect.tflite.layer_label`) with rounded shares."""
+    from kws.inspect.tflite import layer_label
+
+    out = {k: v for k, v in estimate.items() if k != "traffic"}
+    if "low_utilisation" in out:
+        out["low_utilisation"] = [
+            {**n, "name": layer_label(n["name"], width=64), "mac_utilisation": round(n["mac_utilisation"], 2),
+             "cycles_share": round(n["cycles_share"], 4)} for n in out["low_utilisation"]]
+    return out
+
+
 def vela_fields() -> tuple[str, ...]:
     """Per-target fields kept from Vela's report in records and history rows: the
     per-target metrics' fields plus :data:`VELA_DETAIL_FIELDS`."""

@@ -262,14 +262,21 @@ def count_macs(model) -> int:
     return macs
 
 
-def model_summary(config: ModelConfig) -> dict:
-    model = build_model(config)
-    return {
+def model_summary(config: ModelSpec) -> dict:
+    """Counts of a built model (a DS-CNN's with its filters); for a model of one's own,
+    also which techniques cannot touch it and why."""
+    model = config.build()
+    summary = {
         "model": config.slug,
-        "filters": config.filters,
+        **({"filters": config.filters} if isinstance(config, ModelConfig) else {}),
         "params": int(model.count_params()),
         "trainable_params": int(sum(math.prod(w.shape) for w in model.trainable_weights)),
         "macs": count_macs(model),
         "layers": len(model.layers),
-        "input_shape": list(config.input_shape),
+        "input_shape": [int(d) for d in model.input_shape[1:]],
+        "outputs": int(model.output_shape[-1]),
     }
+    if not isinstance(config, ModelConfig):
+        summary["trained"] = config.trained
+        summary.update({f"no {t}": why for t in TECHNIQUES if (why := config.unsupported(t))})
+    return summary

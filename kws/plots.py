@@ -57,6 +57,7 @@ from matplotlib.transforms import Bbox
 
 from kws._fs import atomic_write_bytes
 from kws.advisor import FIGURES, Candidate, candidates, display_unit, pareto_front
+from kws.inspect.tflite import layer_label
 from kws.matrix.report import STUDY, STUDY_BASELINE, latest_per_case, point_of, targets_in
 from kws.metrics import METRICS
 from kws.pathways.axes import AXES
@@ -670,19 +671,6 @@ class LayerBar:
     @property
     def label(self) -> str:
         return layer_label(self.name)
-
-
-def layer_label(name: str, width: int = 28) -> str:
-    """A short name for a Vela layer, whose name is its output tensor's and lists every
-    tensor a fused operator absorbed: the Keras layer of its weight op (``pw_1``), else the
-    last-but-one part of its first tensor's path (``avg_pool``), else that tensor's name."""
-    from kws.inspect.tflite import _layer_name
-
-    short = _layer_name(name)
-    if short == name:
-        parts = name.split(";")[0].split("/")
-        short = (parts[-2] if len(parts) > 1 else parts[0]).removeprefix("quant_")
-    return short if len(short) <= width else short[: width - 3] + "..."
 
 
 def vela_layer_bars(layers: Sequence) -> list[LayerBar]:

@@ -97,8 +97,15 @@ class CaseRecord:
         return json.loads(json.dumps(out, default=str))
 
     def row(self) -> dict:
-        """The record as the history keeps it: without its detail fields."""
-        return self.to_dict(detail=False)
+        """The record as the history keeps it: without its detail fields, and with Vela's
+        per-target detail compacted (:func:`kws.metrics.compact_vela_detail`)."""
+        from kws.metrics import compact_vela_detail
+
+        out = self.to_dict(detail=False)
+        vela = out["metrics"].get("vela")
+        if isinstance(vela, dict):
+            out["metrics"]["vela"] = {t: compact_vela_detail(e) if isinstance(e, dict) else e for t, e in vela.items()}
+        return out
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), default=str, **kwargs)

@@ -21,7 +21,6 @@ import importlib.util
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar
 
 from kws.models import TECHNIQUES, ModelSpec
 
@@ -97,7 +96,6 @@ class KerasModel(ModelSpec):
     input_shape: tuple | None = None
     num_labels: int | None = None
     digest: str = field(default="", compare=False)
-    alpha: ClassVar[float] = 1.0
 
     def __post_init__(self):
         check_source(self.source)

@@ -92,6 +92,21 @@ def test_what_marks_and_rows_carry_is_plain_data_that_crosses_xdist():
     dumps(_result(deployed_accuracy=0.5, vela={"ethos-u55-256": {"inference_us": 1.0}}).row())
 
 
+def test_a_row_keeps_vela_advice_short_and_leaves_the_traffic_detail_to_the_record():
+    fused = "ds-cnn-s/quant_pw_1_relu/Relu;ds-cnn-s/quant_pw_1_bn/FusedBatchNormV3;ds-cnn-s/quant_pw_1/Conv2D1"
+    estimate = {"inference_us": 96.0, "sram_traffic_bytes": 110360,
+                "traffic": [{"memory": "sram", "total_bytes": 110360, "weight_read_bytes": 13600}],
+                "low_utilisation": [{"name": fused, "op": "Conv2D", "cycles": 2936,
+                                     "cycles_share": 0.0911206976816362, "mac_utilisation": 4.789679836512262}],
+                "cpu_ops": []}
+    record = _result(vela={"ethos-u55-256": estimate})
+    row = record.row()["metrics"]["vela"]["ethos-u55-256"]
+    assert "traffic" not in row and row["sram_traffic_bytes"] == 110360 and row["inference_us"] == 96.0
+    assert row["low_utilisation"] == [{"name": "pw_1", "op": "Conv2D", "cycles": 2936, "cycles_share": 0.0911,
+                                       "mac_utilisation": 4.79}]
+    assert record.to_dict()["metrics"]["vela"]["ethos-u55-256"] == estimate  # the record keeps it whole
+
+
 def test_cases_sharing_a_tree_prefix_share_an_xdist_group():
     cases = {c.slug: c for c in generate(load_grid(GRID)["nightly"])}
     prune = cases["p-s0.50-seed0"].group

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -306,3 +307,20 @@ def test_the_matrix_runs_a_users_model_and_reports_what_does_not_apply(pytester,
     run = pytester.runpytest_subprocess(*_options(*common, "--kws-model", "tests.zoo:plain_cnn", "-k", "c-c16"))
     assert "not applicable to plain-cnn: clusters must be in [2, 9] for plain-cnn (conv_a has 9 weights per " \
            "output channel); got 16" in run.stdout.str()
+
+
+def test_model_info_and_pathways_say_what_a_users_model_allows(capsys):
+    from kws.cli import main
+
+    assert main(["model", "info", "tests.zoo:relu6_cnn", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"] == "relu6-cnn" and info["input_shape"] == [49, 10, 1] and info["outputs"] == 12
+    assert info["trained"] is False and info["macs"] > 0
+    # A factory's raw op is named when it is built: tf.nn.relu6, or tf.nn.relu6_2 after two others.
+    assert re.search(r"cannot wrap layer\(s\) tf\.nn\.relu6(_\d+)? \(TFOpLambda\)", info["no prune"])
+    assert re.search(r"cannot wrap layer\(s\) tf\.nn\.relu6(_\d+)? \(TFOpLambda\)", info["no qat"])
+    assert set(k for k in info if k.startswith("no ")) == {"no prune", "no cluster", "no qat", "no filter", "no width"}
+    assert main(["pathways", "--model", "tests.zoo:temporal_cnn", "--json"]) == 0
+    listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert {name for name, p in listed.items() if p["applies"]} == APPLIES["tests.zoo:temporal_cnn"]
+    assert "tconv_a (Conv1D)" in listed["qat"]["why_not"]

@@ -194,6 +194,17 @@ def _layer_name(tensor_name: str) -> str:
     return tensor_name
 
 
+def layer_label(name: str, width: int = 28) -> str:
+    """A short name for a Vela layer, whose name is its output tensor's and lists every
+    tensor a fused operator absorbed: the Keras layer of its weight op (``pw_1``), else the
+    last-but-one part of its first tensor's path (``avg_pool``), else that tensor's name."""
+    short = _layer_name(name)
+    if short == name:
+        parts = name.split(";")[0].split("/")
+        short = (parts[-2] if len(parts) > 1 else parts[0]).removeprefix("quant_")
+    return short if len(short) <= width else short[: width - 3] + "..."
+
+
 def _decode(name) -> str:
     return name.decode() if isinstance(name, bytes) else str(name or "")
 
