@@ -203,8 +203,8 @@ def compact_vela_detail(estimate: dict) -> dict:
     out = {k: v for k, v in estimate.items() if k != "traffic"}
     if "low_utilisation" in out:
         out["low_utilisation"] = [
-            {**n, "name": layer_label(n["name"], width=64), "mac_utilisation": round(n["mac_utilisation"], 2),
-             "cycles_share": round(n["cycles_share"], 4)} for n in out["low_utilisation"]]
+            {**n, "name": layer_label(n["name"], width=64), "mac_utilisation": round(n["mac_utilisation"], 1),
+             "cycles_share": round(n["cycles_share"], 3)} for n in out["low_utilisation"]]
     return out
 
 

@@ -36,6 +36,7 @@ Drawing functions take an ``Axes`` and return it; :func:`build_figure` makes a f
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import logging
@@ -171,11 +172,22 @@ def _axis_points(rows: Sequence[dict], tier: str, data_id: str) -> dict[str, dic
 
 
 def baseline_accuracy(rows: Sequence[dict], tier: str, data_id: str) -> float | None:
-    """The full-width baseline's int8 accuracy, the mean over the newest rows (in %)."""
+    """The full-width baseline's int8 accuracy, the mean over the newest rows (in %), of
+    the model and front-end most of the tier's cases run on; None when the tier's model
+    or front-end variants are as many as its own (no one baseline to draw)."""
     cases = latest_per_case(list(rows)).get((tier, data_id), {})
+    runs_on = collections.Counter(_model_and_frontend(row) for row in cases.values()).most_common(2)
+    if not runs_on or (len(runs_on) == 2 and runs_on[0][1] == runs_on[1][1]):
+        return None
     metric = METRICS["baseline_int8_accuracy"]
-    values = [v for row in cases.values() if (v := metric.value(row["metrics"])) is not None]
+    values = [v for row in cases.values()
+              if _model_and_frontend(row) == runs_on[0][0] and (v := metric.value(row["metrics"])) is not None]
     return display_unit("accuracy")[1] * statistics.fmean(values) if values else None
+
+
+def _model_and_frontend(row: dict) -> tuple:
+    spec = row.get("spec") or {}
+    return spec.get("model"), spec.get("frontend")
 
 
 def plotted(rows: Sequence[dict], plot: Plot) -> list[Candidate]:

@@ -425,7 +425,7 @@ def test_eval_on_the_real_test_set(capsys, real_data_dir, arm_model):
 
 
 def test_end_to_end_latency_times_the_front_end_and_front_end_plus_inference(flat_model, wide_model, tmp_path):
-    """Seed 001's total latency: the front-end on one clip, then that plus one inference
+    """The total latency: the front-end on one clip, then that plus one inference
     on the features it produced (int8 input quantised on the way)."""
     from kws.features import get_frontend
     from kws.pipeline.measure import end_to_end_us

@@ -102,8 +102,8 @@ def test_a_row_keeps_vela_advice_short_and_leaves_the_traffic_detail_to_the_reco
     record = _result(vela={"ethos-u55-256": estimate})
     row = record.row()["metrics"]["vela"]["ethos-u55-256"]
     assert "traffic" not in row and row["sram_traffic_bytes"] == 110360 and row["inference_us"] == 96.0
-    assert row["low_utilisation"] == [{"name": "pw_1", "op": "Conv2D", "cycles": 2936, "cycles_share": 0.0911,
-                                       "mac_utilisation": 4.79}]
+    assert row["low_utilisation"] == [{"name": "pw_1", "op": "Conv2D", "cycles": 2936, "cycles_share": 0.091,
+                                       "mac_utilisation": 4.8}]
     assert record.to_dict()["metrics"]["vela"]["ethos-u55-256"] == estimate  # the record keeps it whole
 
 
@@ -124,7 +124,7 @@ F8K = "mlperf-tiny,sample_rate=8000,num_mel_bins=16"
 
 
 def test_a_front_end_variant_runs_every_case_again_with_its_own_id_input_and_baseline(tmp_path):
-    """Seed 001's axis: each front-end of a tier is a variant with its id fragment; the
+    """The front-end axis: each front-end of a tier is a variant with its id fragment; the
     model's input follows its features, so its cases train and cache their own baseline."""
     variant = f"pathways = [\"ptq_int8\", \"qat\"]\n[tiers.smoke.frontends]\nf8k = \"{F8K}\"\n[tiers.smoke.axes]"
     path = _write(tmp_path / "grid.toml", GOOD_TIER.replace("[tiers.smoke.axes]", variant))

@@ -199,6 +199,22 @@ def test_the_size_plot_holds_every_point_with_its_interval_label_and_the_front(r
     assert baseline.get_ydata()[0] == pytest.approx(85.0)
 
 
+def test_the_baseline_line_is_the_tiers_own_model_and_front_end_or_none_when_variants_are_as_many():
+    from kws.plots import baseline_accuracy
+
+    def on(case, model, frontend, correct):
+        row = history_row(case, family="ptq", correct=correct, gzip=30_000)
+        row["spec"] = {**row["spec"], "model": model, "frontend": frontend}
+        row["metrics"]["baseline_int8_accuracy"] = correct / N_TEST
+        return row
+
+    own = [on(f"ptq_int8-seed{s}", "ds-cnn-s", "mlperf-tiny", 900) for s in range(3)]
+    large = [on("ptq_int8-dsl-seed0", "ds-cnn-l", "mlperf-tiny", 950)]
+    assert baseline_accuracy(own + large, "smoke", DATA) == pytest.approx(90.0)  # DS-CNN-L is a variant
+    narrow = [on(f"ptq_int8-a30-seed{s}", "ds-cnn-s-a0.3", "mlperf-tiny", 700) for s in range(3)]
+    assert baseline_accuracy(own + narrow, "smoke", DATA) is None  # as many of each: no one baseline
+
+
 def test_search_trials_are_a_group_of_their_own_named_only_on_the_front(rows):
     """Many trials of a search: drawn hollow in their own group; only a trial on the front
     carries its name, so the grid's points stay readable."""

@@ -324,3 +324,20 @@ def test_model_info_and_pathways_say_what_a_users_model_allows(capsys):
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
     assert {name for name, p in listed.items() if p["applies"]} == APPLIES["tests.zoo:temporal_cnn"]
     assert "tconv_a (Conv1D)" in listed["qat"]["why_not"]
+
+
+def test_a_models_content_and_label_order_are_part_of_its_cases_history_key(tmp_path):
+    from kws.data.config import MLPERF_LABELS
+
+    file = tmp_path / "net.h5"
+
+    def key(**data):
+        spec = RunSpec(model=KerasModel(str(file)), **data)
+        return Case("ptq_int8", make_point(PATHWAYS["ptq_int8"]), "smoke", spec).config_key("data")
+
+    save_model(_fitted("tests.zoo:plain_cnn").build(), file)
+    first = key()
+    assert key() == first  # the same file
+    assert key(data_config=DataConfig(labels=MLPERF_LABELS)) != first  # read in another label order
+    save_model(_fitted("tests.zoo:plain_cnn").build(), file)  # other weights under the same name
+    assert key() != first

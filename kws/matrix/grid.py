@@ -213,8 +213,14 @@ class Case:
         taken = {k: v for k, v in self.point.to_dict().items() if k in self.takes}
         params = {**taken, "epochs": self.spec.finetune.epochs,
                   "learning_rate": self.spec.finetune.learning_rate, "seed": self.seed}
-        return {"pathway": self.pathway, "params": params, "model": self.spec.model.slug,
-                "frontend": self.spec.frontend_name, "baseline_epochs": self.spec.baseline.epochs}
+        model = self.spec.model
+        # A DS-CNN is known by its slug; a model of one's own by its content too (an
+        # edited file under the same name is another configuration).
+        identity = model.slug if isinstance(model, ModelConfig) else {"slug": model.slug, **model.params()}
+        order = self.spec.data_config.labels
+        labels = {"labels": list(order)} if order != RunSpec().data_config.labels else {}  # not Arm's
+        return {"pathway": self.pathway, "params": params, "model": identity,
+                "frontend": self.spec.frontend_name, "baseline_epochs": self.spec.baseline.epochs, **labels}
 
     def config_key(self, data_id: str) -> str:
         return _digest({**self.config(), "data": data_id})

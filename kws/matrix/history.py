@@ -113,7 +113,9 @@ def append_history(path: Path, rows: list[dict]) -> None:
         old = path.read_bytes() if path.is_file() else b""
         if old and not old.endswith(b"\n"):
             old += b"\n"
-        new = "".join(json.dumps(row, sort_keys=True, default=str) + "\n" for row in rows)
+        # Without blanks after separators: the history is read by programs, and grows by
+        # every case of every session.
+        new = "".join(json.dumps(row, sort_keys=True, default=str, separators=(",", ":")) + "\n" for row in rows)
         atomic_write_bytes(path, old + new.encode())
 
 

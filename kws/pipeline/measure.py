@@ -248,7 +248,7 @@ def end_to_end_us(tflite: Path, frontend, runs: int = END_TO_END_RUNS) -> tuple[
     """``(front-end, total)``: the median host time of the front-end (``kws.features``'
     traced graph) on one 1 s, 16 kHz clip, and of that front-end plus quantising its
     features and one batch-1 LiteRT inference on them, on one thread: the total latency
-    of a keyword spotter, as seed 001 measures it. The two are timed in turn, run by
+    of a keyword spotter. The two are timed in turn, run by
     run."""
     from kws.evaluate import TFLiteRunner
     from kws.features import extract
