@@ -102,6 +102,10 @@ def _search_args(tmp_path, *extra) -> list[str]:
     (["--maximise", "accuracy", "--pathways", "p", "--family", "prune"], "give --pathways or --family, not both"),
     (["--pathways", "p"], "no objective"),
     (["--maximise", "accuracy", "--minimise", "accuracy", "--pathways", "p"], "accuracy is better higher"),
+    (["--maximise", "accuracy", "--model", "tests.zoo:relu6_cnn", "--pathways", "p"],
+     "--pathways: not applicable to relu6-cnn: p needs prune: TFMOT pruning cannot wrap layer(s) tf.nn.relu6"),
+    (["--maximise", "accuracy", "--model", "tests.zoo:relu6_cnn", "--family", "prune"],
+     "no pathway to search applies to relu6-cnn"),
     (["--maximise", "accuracy", "--pathways", "p", "--storage", "postgresql://kws@127.0.0.1:9/none"],
      "--storage postgresql://kws@127.0.0.1:9/none: cannot open the study storage ("),
 ])
@@ -403,6 +407,25 @@ def test_a_trial_whose_training_diverges_fails_with_its_reason_and_the_search_go
     assert all("TrainingDivergedError" in t.user_attrs["failure"] for t in trials)
     assert "kws search: trial 0 failed: TrainingDivergedError" in err
     assert "2/2 trials (2 failed), 0 on the feasible front" in out
+
+
+@pytest.mark.slow
+def test_a_search_on_a_users_model_samples_that_models_layers(tiny_search_env, tmp_path):
+    """``--model``: the trials run on the factory's model, and the per-layer filter ratios
+    are one per Conv2D of that model (two), not DS-CNN's five."""
+    from kws.matrix.history import read_history
+    from kws.search.study import load_existing
+
+    root, data, grid, env = tiny_search_env
+    results = tmp_path / "results"
+    _finish(_kws("search", "--study", "mine", "--tier", "smoke", "--grid", str(grid), "--data-dir", str(data),
+                 "--results", str(results), "--model", "tests.zoo:plain_cnn", "--pathways", "lfilter",
+                 "--maximise", "accuracy", "--minimise", "size", "--trials", "1",
+                 env={**env, "PYTHONPATH": str(ROOT)}))
+    (trial,) = load_existing("mine", None, results).get_trials()
+    assert sorted(trial.params) == ["filter_ratios.conv_a", "filter_ratios.conv_b"]
+    (row,) = read_history(results / "history.jsonl")
+    assert row["model"] == "plain-cnn" and row["spec"]["model_source"]["factory"] == "tests.zoo:plain_cnn"
 
 
 def test_compare_finds_the_fastest_trial_within_the_limit_and_the_hypervolume_ratio(tmp_path):
