@@ -57,14 +57,14 @@ def check_source(text: str) -> str:
 
 
 def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        h.update(str(file.relative_to(path)).encode() + b"\0" if path.is_dir() else b"")
-        with open(file, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    """The SHA-256 of a file, or of a folder's files (each one's relative path and hash)."""
+    from kws.store.fs import sha256_file
+
+    if not path.is_dir():
+        return sha256_file(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    listing = "".join(f"{f.relative_to(path)}\0{sha256_file(f)}\n" for f in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def _factory_parts(source: str):
@@ -137,7 +137,7 @@ class KerasModel(ModelSpec):
     def with_input_shape(self, shape: tuple) -> KerasModel:
         shape = tuple(int(d) for d in shape)
         if self.is_file:
-            own = self.facts().input_shape
+            own = self.shapes()[0]
             if own != shape:
                 raise ValueError(f"model file {self.source} takes input {own}, but the front-end's features "
                                  f"are {shape} (frames x coefficients x 1); give the front-end it was trained on "
@@ -146,7 +146,7 @@ class KerasModel(ModelSpec):
 
     def with_labels(self, count: int) -> KerasModel:
         if self.is_file:
-            own = self.facts().outputs
+            own = self.shapes()[1]
             if own != count:
                 raise ValueError(f"model file {self.source} has {own} outputs, but the data has {count} labels; "
                                  "give the words it was trained on (--labels, in its output order)")
@@ -193,6 +193,16 @@ class KerasModel(ModelSpec):
 
     # ----- what the techniques may touch ----------------------------------------------
 
+    def shapes(self) -> tuple[tuple[int, ...], int]:
+        """``(input shape, outputs)`` of the built model (a file is loaded once per
+        process for them; nothing is wrapped)."""
+        key = ("shapes", self.digest) if self.is_file else ("shapes", self.source, self.digest, self.input_shape,
+                                                              self.num_labels)
+        if key not in _FACTS:
+            model = self.build()
+            _FACTS[key] = (tuple(int(d) for d in model.input_shape[1:]), int(model.output_shape[-1]))
+        return _FACTS[key]
+
     def facts(self) -> Facts:
         return _facts(self)
 
@@ -224,7 +234,7 @@ class Facts:
     macs: int
 
 
-_FACTS: dict[tuple, Facts] = {}
+_FACTS: dict[tuple, Facts | tuple] = {}
 
 
 def _facts(spec: KerasModel) -> Facts:

@@ -32,7 +32,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     try:
         config = parse_model_spec(args.name, alpha=args.alpha)
-        summary = model_summary(config if config.input_shape else config.with_input_shape(config.facts().input_shape))
+        summary = model_summary(config if config.input_shape else config.with_input_shape(config.shapes()[0]))
     except ValueError as exc:
         raise KwsError(str(exc)) from None
     print(json.dumps(summary) if args.json else tabulate(summary.items(), tablefmt="plain"))
