@@ -410,6 +410,28 @@ def test_history_appends_whole_lines_and_skips_a_damaged_one(tmp_path, caplog):
     assert "history.jsonl:2: unreadable history line skipped" in caplog.text
 
 
+def test_the_history_keeps_the_newest_runs_of_each_configuration_and_archives_the_rest(tmp_path):
+    import gzip
+
+    from kws.matrix.history import ARCHIVE_FILE, KEEP_RUNS
+
+    path = tmp_path / "history.jsonl"
+    runs = [_row(acc=round(0.80 + i / 100, 2)) for i in range(KEEP_RUNS + 2)]
+    append_history(path, runs[:KEEP_RUNS])
+    append_history(path, [_row(key="k2", acc=0.5)])
+    assert not (tmp_path / ARCHIVE_FILE).exists()  # nothing beyond the newest runs yet
+    append_history(path, runs[KEEP_RUNS:KEEP_RUNS + 1])
+    append_history(path, runs[KEEP_RUNS + 1:])
+    kept = [(r["config_key"], r["metrics"]["deployed_accuracy"]) for r in read_history(path)]
+    assert kept == [("k1", 0.82), ("k1", 0.83), ("k1", 0.84), ("k2", 0.5), ("k1", 0.85), ("k1", 0.86)]
+    # The archive is one gzip member per rotation, read back as one file, oldest first.
+    with gzip.open(tmp_path / ARCHIVE_FILE, "rt") as f:
+        assert [json.loads(line)["metrics"]["deployed_accuracy"] for line in f] == [0.80, 0.81]
+    # The same configuration on other data is another configuration.
+    append_history(path, [_row(data="other")] * 2)
+    assert sum(r["data_id"] == "other" for r in read_history(path)) == 2
+
+
 def test_a_line_that_is_not_a_row_is_reported_with_its_number_and_the_rest_is_read(tmp_path):
     path = tmp_path / "history.jsonl"
     lines = [_row(), {"case": "x", "metrics": "oops"}, [1, 2], {**_row(), "schema": 99}, _row(acc=0.9)]

@@ -102,21 +102,60 @@ def read_history(path: Path, problems: list[str] | None = None, problem=row_prob
     return rows
 
 
+#: Runs of one configuration (on one dataset) the history keeps: the gate's median and
+#: every report read the newest; older rows move to :data:`ARCHIVE_FILE` beside it.
+KEEP_RUNS = 5
+#: Where rows rotated out of the history go: gzip members of JSON lines, oldest first.
+ARCHIVE_FILE = "history-archive.jsonl.gz"
+
+
 def append_history(path: Path, rows: list[dict]) -> None:
     """Add ``rows`` under a lock, rewriting the file atomically: concurrent sessions
-    never interleave, and a crash leaves the previous file whole."""
+    never interleave, and a crash leaves the previous file whole. Rows beyond the newest
+    :data:`KEEP_RUNS` of their configuration move to the archive beside the file (written
+    first: a crash between the two leaves a row in both, never in neither)."""
+    import gzip
+
     from filelock import FileLock
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        old = path.read_bytes() if path.is_file() else b""
-        if old and not old.endswith(b"\n"):
-            old += b"\n"
+        old = path.read_text() if path.is_file() else ""
         # Without blanks after separators: the history is read by programs, and grows by
         # every case of every session.
-        new = "".join(json.dumps(row, sort_keys=True, default=str, separators=(",", ":")) + "\n" for row in rows)
-        atomic_write_bytes(path, old + new.encode())
+        new = [json.dumps(row, sort_keys=True, default=str, separators=(",", ":")) for row in rows]
+        kept, moved = rotate([*old.splitlines(), *new])
+        if moved:
+            archive = path.with_name(ARCHIVE_FILE)
+            earlier = archive.read_bytes() if archive.is_file() else b""
+            member = gzip.compress("".join(line + "\n" for line in moved).encode(), mtime=0)
+            atomic_write_bytes(archive, earlier + member)
+        atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+
+
+def rotate(lines: list[str], keep: int | None = None) -> tuple[list[str], list[str]]:
+    """``(kept, moved)``: the newest ``keep`` (default :data:`KEEP_RUNS`) lines of each
+    (configuration, dataset), in their order, and the older ones. A line that is not a
+    row with a configuration key (a sessions line, a damaged one) is kept."""
+    keep = KEEP_RUNS if keep is None else keep
+    seen: dict[tuple, int] = {}
+    newest_first = []
+    for line in reversed(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        key = (row.get("config_key"), row.get("data_id")) if isinstance(row, dict) else None
+        if key is None or key[0] is None:
+            newest_first.append((line, True))
+            continue
+        seen[key] = seen.get(key, 0) + 1
+        newest_first.append((line, seen[key] <= keep))
+    ordered = newest_first[::-1]
+    return [line for line, kept in ordered if kept], [line for line, kept in ordered if not kept]
 
 
 # ----- the gate -------------------------------------------------------------------------
