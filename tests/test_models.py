@@ -88,4 +88,5 @@ def test_model_info_cli(capsys):
     with pytest.raises(SystemExit) as excinfo:
         main(["model", "info", "ds-cnn-q"])
     assert excinfo.value.code == 2
-    assert "argument name: model name 'ds-cnn-q'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "argument name: 'ds-cnn-q' is not a DS-CNN name (ds-cnn-s|m|l, optionally -mlperf)" in err
