@@ -522,6 +522,9 @@ def test_marks_select_a_family(pytester):
     (("--kws-seeds", "0,x"), "'0,x': comma-separated integers expected"),
     (("--kws-vela-targets", "ethos-u99"), "ethos-u99"),
     (("--kws-data-dir", "/no/such/folder"), "/no/such/folder is not a folder"),
+    (("--kws-model", "weights.npz"), "argument --kws-model: 'weights.npz' is not a DS-CNN name"),
+    (("--kws-model", "/no/such/model.h5"), "argument --kws-model: model file /no/such/model.h5 does not exist"),
+    (("--kws-labels", "yes,no"), "argument --kws-labels: 'yes,no': labels ['yes', 'no'] must list each of"),
 ])
 def test_bad_options_are_usage_errors(pytester, args, message):
     result = _collect(pytester, *args)

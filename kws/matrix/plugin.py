@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kws.cli.args import label_list, model_source
 from kws.errors import argument_type
 from kws.matrix.checks import CHECKS
 from kws.matrix.grid import TIERS, GridError, load_grid
@@ -56,24 +57,6 @@ def _targets(text: str) -> tuple[str, ...]:
     return tuple(t.name for t in parse_targets(text))
 
 
-def _model(text: str) -> str:
-    from kws.cli.args import model_source
-
-    try:
-        return model_source(text)
-    except argparse.ArgumentTypeError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _labels(text: str) -> tuple[str, ...]:
-    from kws.cli.args import label_list
-
-    try:
-        return label_list(text)
-    except argparse.ArgumentTypeError as exc:
-        raise ValueError(str(exc)) from None
-
-
 @argument_type
 def _shard(text: str) -> Shard:
     return Shard.parse(text)
@@ -108,12 +91,12 @@ def pytest_addoption(parser):
                     help="the thresholds file (default: bench/thresholds.toml)")
     group.addoption("--kws-results", type=Path, default=None, metavar="DIR",
                     help="where history.jsonl and summary.md go (default: results/)")
-    group.addoption("--kws-model", type=argument_type(_model), default=None, metavar="MODEL",
+    group.addoption("--kws-model", type=model_source, default=None, metavar="MODEL",
                     help="run the tier on this model instead of its own: a trained Keras model file (.keras, "
                          ".h5) or SavedModel folder, which is the baseline (nothing retrains it), "
                          "package.module:factory, or a DS-CNN name; pathways it cannot take are reported "
                          "as not applicable")
-    group.addoption("--kws-labels", type=argument_type(_labels), default=None, metavar="L1,L2,...",
+    group.addoption("--kws-labels", type=label_list, default=None, metavar="L1,L2,...",
                     help="the label order (the model's output order): arm (default), mlperf, or the 12 "
                          "labels comma-separated")
     group.addoption("--kws-shard", type=_shard, default=None, metavar="K/N",
