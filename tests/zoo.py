@@ -4,6 +4,15 @@
 from __future__ import annotations
 
 
+def _conv_bn_relu(conv, x, name):
+    """``conv`` (a convolution layer named ``name``), then BatchNorm and ReLU."""
+    from kws.compat import keras
+
+    x = conv(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
 def plain_cnn(input_shape, num_labels):
     """Two standard 3x3 convolutions with BatchNorm, max pooling, a dense head: every
     technique of the tree can touch it; it has no width multiplier."""
@@ -11,13 +20,9 @@ def plain_cnn(input_shape, num_labels):
 
     L = keras.layers
     inputs = keras.Input(shape=input_shape, name="features")
-    x = L.Conv2D(12, (3, 3), padding="same", name="conv_a")(inputs)
-    x = L.BatchNormalization(momentum=0.9, name="conv_a_bn")(x)
-    x = L.ReLU(name="conv_a_relu")(x)
+    x = _conv_bn_relu(L.Conv2D(12, (3, 3), padding="same", name="conv_a"), inputs, "conv_a")
     x = L.MaxPooling2D((2, 2), name="pool")(x)
-    x = L.Conv2D(16, (3, 3), padding="same", name="conv_b")(x)
-    x = L.BatchNormalization(momentum=0.9, name="conv_b_bn")(x)
-    x = L.ReLU(name="conv_b_relu")(x)
+    x = _conv_bn_relu(L.Conv2D(16, (3, 3), padding="same", name="conv_b"), x, "conv_b")
     x = L.GlobalAveragePooling2D(name="gap")(x)
     outputs = L.Dense(num_labels, name="logits")(x)
     return keras.Model(inputs, outputs, name="plain_cnn")
@@ -32,12 +37,8 @@ def temporal_cnn(input_shape, num_labels):
     frames, coefficients = input_shape[0], input_shape[1] * input_shape[2]
     inputs = keras.Input(shape=input_shape, name="features")
     x = L.Reshape((frames, coefficients), name="to_sequence")(inputs)
-    x = L.Conv1D(24, 5, strides=2, padding="same", name="tconv_a")(x)
-    x = L.BatchNormalization(momentum=0.9, name="tconv_a_bn")(x)
-    x = L.ReLU(name="tconv_a_relu")(x)
-    x = L.Conv1D(24, 3, padding="same", name="tconv_b")(x)
-    x = L.BatchNormalization(momentum=0.9, name="tconv_b_bn")(x)
-    x = L.ReLU(name="tconv_b_relu")(x)
+    x = _conv_bn_relu(L.Conv1D(24, 5, strides=2, padding="same", name="tconv_a"), x, "tconv_a")
+    x = _conv_bn_relu(L.Conv1D(24, 3, padding="same", name="tconv_b"), x, "tconv_b")
     x = L.GlobalAveragePooling1D(name="gap")(x)
     outputs = L.Dense(num_labels, name="logits")(x)
     return keras.Model(inputs, outputs, name="temporal_cnn")

@@ -95,18 +95,16 @@ def _spec_and_point(ns):
     pathway and the model (clusters depend on the model's width), and the recipes."""
     from kws.models import parse_model_spec
     from kws.pathways.base import FineTune
-    from kws.pathways.registry import NotApplicable, check_applies, get_pathway, make_point
+    from kws.pathways.registry import check_applies, get_pathway, make_point
     from kws.pipeline import RunSpec, Settings
     from kws.train import TrainConfig
     from kws.vela import DEFAULT_TARGET
 
     try:
         pathway, model = get_pathway(ns.pathway), parse_model_spec(ns.model)
-        check_applies(pathway, model)
-    except NotApplicable:
-        raise
     except ValueError as exc:
         raise KwsError(f"--model: {exc}") from None
+    check_applies(pathway, model)  # NotApplicable: a KwsError naming the layers
     given = {name: getattr(ns, name) for name in AXES}
     for name, value in given.items():
         if value is not None and name in pathway.takes:

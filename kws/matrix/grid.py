@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kws._fs import read_toml
+from kws.data.config import ARM_LABELS
 from kws.models import ARCHITECTURES, ModelConfig, parse_model
 from kws.pathways.axes import AXES, Point
 from kws.pathways.base import FineTune, Preserve
@@ -218,7 +219,7 @@ class Case:
         # edited file under the same name is another configuration).
         identity = model.slug if isinstance(model, ModelConfig) else {"slug": model.slug, **model.params()}
         order = self.spec.data_config.labels
-        labels = {"labels": list(order)} if order != RunSpec().data_config.labels else {}  # not Arm's
+        labels = {"labels": list(order)} if order != ARM_LABELS else {}
         return {"pathway": self.pathway, "params": params, "model": identity,
                 "frontend": self.spec.frontend_name, "baseline_epochs": self.spec.baseline.epochs, **labels}
 

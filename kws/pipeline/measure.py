@@ -180,8 +180,10 @@ def _eval_material(s: Subject) -> dict:
 
 
 def _latency(s: Subject) -> Measured:
-    frontend_us, e2e_us = end_to_end_us(s.tflite, s.data.frontend)
-    return Measured({"litert_us": litert_latency_us(s.tflite), "frontend_us": frontend_us, "e2e_us": e2e_us})
+    runner = batch1_runner(s.tflite)  # one interpreter for both timings
+    frontend_us, e2e_us = end_to_end_us(s.tflite, s.data.frontend, runner=runner)
+    return Measured({"litert_us": litert_latency_us(s.tflite, runner=runner), "frontend_us": frontend_us,
+                     "e2e_us": e2e_us})
 
 
 MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
@@ -228,9 +230,9 @@ def load_array(path) -> np.ndarray:
 # ----- LiteRT timing ------------------------------------------------------------------------------
 
 
-def litert_latency_us(tflite: Path, runs: int = LITERT_RUNS) -> float:
+def litert_latency_us(tflite: Path, runs: int = LITERT_RUNS, *, runner=None) -> float:
     """Median host latency of one batch-1 inference under LiteRT on one thread."""
-    return _median_us(litert_invoker(tflite), runs, 20)
+    return _median_us(litert_invoker(tflite, runner=runner), runs, 20)
 
 
 def _median_us(run, runs: int, warmup: int) -> float:
@@ -244,16 +246,15 @@ def _median_us(run, runs: int, warmup: int) -> float:
     return 1e6 * statistics.median(times)
 
 
-def end_to_end_us(tflite: Path, frontend, runs: int = END_TO_END_RUNS) -> tuple[float, float]:
+def end_to_end_us(tflite: Path, frontend, runs: int = END_TO_END_RUNS, *, runner=None) -> tuple[float, float]:
     """``(front-end, total)``: the median host time of the front-end (``kws.features``'
     traced graph) on one 1 s, 16 kHz clip, and of that front-end plus quantising its
     features and one batch-1 LiteRT inference on them, on one thread: the total latency
-    of a keyword spotter. The two are timed in turn, run by
-    run."""
-    from kws.evaluate import TFLiteRunner
+    of a keyword spotter. The two are timed in turn, run by run. ``runner``: a
+    :func:`batch1_runner` of ``tflite`` to reuse."""
     from kws.features import extract
 
-    runner = TFLiteRunner(Path(tflite), batch_size=1, num_threads=1)
+    runner = runner or batch1_runner(tflite)
     interp = runner.interpreter
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     clip = (np.random.default_rng(0).standard_normal((1, 16_000)) * 3000).astype(np.int16)
@@ -282,11 +283,17 @@ def end_to_end_us(tflite: Path, frontend, runs: int = END_TO_END_RUNS) -> tuple[
     return 1e6 * statistics.median(times[features]), 1e6 * statistics.median(times[total])
 
 
-def litert_invoker(tflite: Path):
-    """A function that sets one batch-1 input, invokes and reads the output."""
+def batch1_runner(tflite: Path):
+    """A batch-1, one-thread LiteRT runner of ``tflite``: what the latencies are timed on."""
     from kws.evaluate import TFLiteRunner
 
-    runner = TFLiteRunner(Path(tflite), batch_size=1, num_threads=1)
+    return TFLiteRunner(Path(tflite), batch_size=1, num_threads=1)
+
+
+def litert_invoker(tflite: Path, *, runner=None):
+    """A function that sets one batch-1 input, invokes and reads the output (on
+    ``runner``, a :func:`batch1_runner` of ``tflite``, where given)."""
+    runner = runner or batch1_runner(tflite)
     interp = runner.interpreter
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     clip = runner.input_quant.quantize(np.random.default_rng(0).standard_normal(inp["shape"]).astype(np.float32))
